@@ -1,0 +1,131 @@
+"""`load`: any supported file or slice folder -> Image with its physical spacing."""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BoneImgError, CalibrationWarning
+from .image import MODALITIES, Image, spacing_tuple
+from .raster import read_raster
+from .slices import read_slice_folder
+from .sniff import sniff_format
+from .tiff import read_tiff
+from .volume import read_nifti, read_nrrd
+
+_SUPPORTED_KINDS = "biuf"  # bool, unsigned, signed, float
+
+
+def load(path, *, pixel_size_um=None, modality=None):
+    """Read an image, slide scan or volume with its pixel size in µm.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A TIFF/BigTIFF/OME-TIFF (including pyramidal SVS and NDPI scans), PNG, JPEG, BMP, NRRD or
+        NIfTI file, or a folder of 2-D slices read as one volume in natural name order. The
+        format is recognised from the file's content, not its name.
+    pixel_size_um : float or sequence of float, optional
+        Pixel (voxel) size in µm, one number for isotropic pixels or one per spatial axis in
+        axis order (z, y, x). Overrides what the file says.
+    modality : {"brightfield", "ct", "radiograph"}, optional
+        What the image is, when the file cannot tell (a greyscale 2-D image may be a
+        radiograph or a micro-CT slice).
+
+    Returns
+    -------
+    Image
+        ``spacing_um`` is None when neither the file nor `pixel_size_um` gives a pixel size;
+        a :class:`CalibrationWarning` says so. Large and pyramidal files come back as lazy
+        dask arrays with every pyramid level in ``Image.levels``.
+
+    Raises
+    ------
+    BoneImgError
+        If the path does not exist or the file is empty, truncated, corrupt, of an
+        unsupported format, dimensionality or data type. The message names the file.
+    """
+    path = Path(path)
+    if modality not in (None, *MODALITIES):
+        raise BoneImgError(f"modality must be one of {MODALITIES} or None, got {modality!r}")
+    if not path.exists():
+        raise BoneImgError("no such file or folder", path=path)
+    levels = []
+    if path.is_dir():
+        data, letters, spacing, meta = read_slice_folder(path, _read_2d_file)
+    else:
+        fmt = sniff_format(path)
+        if fmt == "tiff":
+            data, letters, spacing, meta, levels = read_tiff(path)
+        elif fmt == "nrrd":
+            data, letters, spacing, meta = read_nrrd(path)
+        elif fmt == "nifti":
+            data, letters, spacing, meta = read_nifti(path)
+        else:
+            data, letters, spacing, meta = read_raster(path, fmt)
+    data, axes, levels = _standard_axes(data, letters, levels, path)
+    _check_data(data, path)
+    spatial = [a.upper() for a in axes if a != "c"]
+    spacing_um = tuple(spacing[a] for a in spatial) if all(a in spacing for a in spatial) else None
+    if pixel_size_um is not None:
+        spacing_um = spacing_tuple(pixel_size_um, len(spatial))
+        meta["spacing_source"] = "user"
+    elif spacing_um is None:
+        meta["spacing_source"] = None
+        notes = "; ".join(meta.get("calibration_notes", []))
+        warnings.warn(
+            f"{path}: pixel size unknown{' (' + notes + ')' if notes else ''}; "
+            "pass pixel_size_um to measure in µm",
+            CalibrationWarning,
+            stacklevel=2,
+        )
+    if modality is None:
+        modality = {"yxc": "brightfield", "zyx": "ct"}.get(axes)
+    return Image(data, axes, spacing_um, modality, meta, tuple(levels), str(path))
+
+
+def _read_2d_file(path):
+    fmt = sniff_format(path)
+    if fmt == "tiff":
+        data, letters, spacing, meta, _ = read_tiff(path)
+        return np.asarray(data), letters, spacing, meta
+    if fmt in ("nrrd", "nifti"):
+        raise BoneImgError(f"{fmt.upper()} files are volumes, not slices", path=path)
+    return read_raster(path, fmt)
+
+
+def _standard_axes(data, letters, levels, path):
+    """Map reader axis letters to boneimg's "yx", "yxc" or "zyx"."""
+    letters = letters.replace("Q", "Z").replace("I", "Z")
+    moves = {
+        "YX": ("yx", None),
+        "YXS": ("yxc", None),
+        "SYX": ("yxc", 0),
+        "CYX": ("yxc", 0),
+        "YXC": ("yxc", None),
+        "ZYX": ("zyx", None),
+    }
+    if letters not in moves:
+        raise BoneImgError(
+            f"unsupported image dimensions {letters} with shape {tuple(data.shape)}; boneimg reads "
+            "2-D greyscale (YX), 2-D colour (YX + RGB/RGBA) and 3-D volumes (ZYX)",
+            path=path,
+        )
+    axes, channel_axis = moves[letters]
+    if axes == "yxc" and data.shape[-1 if channel_axis is None else channel_axis] not in (3, 4):
+        n = data.shape[-1 if channel_axis is None else channel_axis]
+        raise BoneImgError(
+            f"{n}-channel images are not supported; colour images need 3 (RGB) or 4 (RGBA) channels",
+            path=path,
+        )
+    if channel_axis is not None:
+        data = np.moveaxis(data, channel_axis, -1) if isinstance(data, np.ndarray) else data.transpose(1, 2, 0)
+        levels = [lev.transpose(1, 2, 0) for lev in levels]
+    return data, axes, levels
+
+
+def _check_data(data, path):
+    if data.dtype.kind not in _SUPPORTED_KINDS:
+        raise BoneImgError(f"unsupported pixel type {data.dtype}; expected integer, float or boolean", path=path)
+    if 0 in data.shape:
+        raise BoneImgError(f"image has no pixels (shape {tuple(data.shape)})", path=path)

@@ -1,0 +1,182 @@
+"""TIFF, BigTIFF, OME-TIFF, ImageJ TIFF and pyramidal slide scans (SVS, NDPI).
+
+Calibration is read from every place a TIFF may keep it, most specific first: OME-XML
+PhysicalSize*, Aperio MPP, ImageJ unit and spacing, then the resolution tags with their unit.
+Big or pyramidal files are opened lazily through tifffile's zarr store, so asking for metadata
+or a region never reads the whole scan.
+"""
+
+import os
+import xml.etree.ElementTree as ET
+
+import dask.array as da
+import numpy as np
+import tifffile
+import zarr
+
+from ..errors import BoneImgError
+from .units import length_to_um
+
+# Files whose pixel data exceed this are read lazily even without a pyramid.
+LAZY_BYTES = 256 * 2**20
+# Resolution values that writing software puts in by default; they say nothing about the sample.
+_DEFAULT_DPI = (72.0, 96.0)
+_RESUNIT_UM = {2: 25400.0, 3: 1e4, 4: 1e3, 5: 1.0}  # INCH, CENTIMETER, MILLIMETER, MICROMETER
+
+
+def read_tiff(path):
+    """Read the first image series of a TIFF file.
+
+    Returns
+    -------
+    data : ndarray or dask array
+    axes : str
+        tifffile axes letters of `data` (e.g. ``"YXS"``, ``"ZYX"``), singleton axes removed.
+    spacing : dict
+        Axis letter -> µm for the axes whose size the file records.
+    meta : dict
+    levels : list of arrays
+        Pyramid levels (full resolution first) or an empty list.
+    """
+    try:
+        tif = tifffile.TiffFile(path)
+    except Exception as exc:  # tifffile raises many types for damaged headers
+        raise BoneImgError(f"cannot read TIFF structure ({exc})", path=path) from None
+    lazy = False  # a lazy series reads through the open file, so it stays open
+    try:
+        if not tif.series or tif.series[0].pages[0] is None:
+            raise BoneImgError("TIFF holds no image", path=path)
+        series = tif.series[0]
+        _check_complete(tif, series, path)
+        meta = _tiff_meta(tif, series)
+        spacing, source, notes = _calibration(tif, series)
+        meta.update(spacing_source=source)
+        if notes:
+            meta["calibration_notes"] = notes
+        lazy = len(series.levels) > 1 or series.nbytes > LAZY_BYTES
+        if lazy:
+            levels = _lazy_levels(series, path)
+            data = levels[0]
+        else:
+            try:
+                data = series.asarray()
+            except Exception as exc:
+                raise BoneImgError(f"cannot decode TIFF pixel data ({exc})", path=path) from None
+            levels = []
+    finally:
+        if not lazy:
+            tif.close()
+    axes = series.axes
+    keep = [i for i, (a, n) in enumerate(zip(axes, series.shape)) if n != 1 or a in "YX"]
+    squeeze = tuple(i for i in range(len(axes)) if i not in keep)
+    axes = "".join(axes[i] for i in keep)
+    data = data.squeeze(squeeze) if squeeze else data
+    levels = [lev.squeeze(squeeze) if squeeze else lev for lev in levels]
+    return data, axes, spacing, meta, levels
+
+
+def _check_complete(tif, series, path):
+    """Refuse files whose strips or tiles point past the end of the file (truncated copies)."""
+    size = os.path.getsize(path)
+    for page in series.pages:
+        if page is None:
+            continue
+        offsets = np.asarray(page.dataoffsets, dtype=np.int64)
+        counts = np.asarray(page.databytecounts, dtype=np.int64)
+        if offsets.size and int((offsets + counts).max()) > size:
+            raise BoneImgError(
+                f"file is truncated: pixel data end at byte {int((offsets + counts).max())} "
+                f"but the file has {size} bytes",
+                path=path,
+            )
+
+
+def _lazy_levels(series, path):
+    try:
+        store = series.aszarr()
+        root = zarr.open(store, mode="r")
+    except Exception as exc:
+        raise BoneImgError(f"cannot open TIFF lazily ({exc})", path=path) from None
+    if isinstance(root, zarr.Array):
+        return [da.from_zarr(root)]
+    return [da.from_zarr(root[str(i)]) for i in range(len(series.levels))]
+
+
+def _tiff_meta(tif, series):
+    kinds = [k for k in ("ome", "imagej", "svs", "ndpi", "scn", "philips", "bif", "qpi") if getattr(tif, f"is_{k}", False)]
+    meta = {
+        "format": "tiff",
+        "tiff_kind": kinds[0] if kinds else "tiff",
+        "bigtiff": tif.is_bigtiff,
+        "series_axes": series.axes,
+        "level_shapes": [tuple(lev.shape) for lev in series.levels],
+        "compression": series.pages[0].compression.name,
+    }
+    desc = series.pages[0].description
+    if desc and not tif.is_ome:
+        meta["description"] = desc[:2000]
+    return meta
+
+
+def _calibration(tif, series):
+    """Return (spacing by axis letter in µm, source name, notes)."""
+    notes = []
+    if tif.is_ome:
+        spacing = _ome_spacing(tif.ome_metadata)
+        if spacing:
+            return spacing, "OME PhysicalSize", notes
+    if tif.is_svs:
+        mpp = tifffile.svs_description_metadata(series.pages[0].description).get("MPP")
+        if mpp:
+            return {"Y": float(mpp), "X": float(mpp)}, "Aperio MPP", notes
+    page = series.pages[0]
+    if tif.is_imagej:
+        ij = tif.imagej_metadata or {}
+        factor = length_to_um(1.0, ij.get("unit"))
+        if factor is not None:
+            spacing = _resolution_spacing(page, factor)
+            if spacing and ij.get("spacing"):
+                spacing["Z"] = float(ij["spacing"]) * factor
+            if spacing:
+                return spacing, "ImageJ unit", notes
+    unit = int(page.tags.valueof("ResolutionUnit", 1) or 1)
+    factor = _RESUNIT_UM.get(unit)
+    if factor is not None:
+        spacing = _resolution_spacing(page, factor)
+        dpi = tuple(factor / s for s in spacing.values()) if spacing and unit == 2 else ()
+        if dpi and all(round(d, 6) in _DEFAULT_DPI for d in dpi):
+            notes.append(f"resolution {dpi[0]:g} dpi is a software default, not a pixel size: ignored")
+        elif spacing:
+            return spacing, "TIFF resolution tags", notes
+    return {}, None, notes
+
+
+def _resolution_spacing(page, um_per_unit):
+    spacing = {}
+    for axis, tag in (("X", "XResolution"), ("Y", "YResolution")):
+        value = page.tags.valueof(tag)
+        if value is None:
+            return {}
+        num, den = value if isinstance(value, tuple) else (value, 1)
+        if not num or not den:
+            return {}
+        spacing[axis] = um_per_unit * den / num
+    return spacing
+
+
+def _ome_spacing(xml):
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return {}
+    pixels = next((el for el in root.iter() if el.tag.endswith("}Pixels") or el.tag == "Pixels"), None)
+    if pixels is None:
+        return {}
+    spacing = {}
+    for axis in "XYZ":
+        value = pixels.get(f"PhysicalSize{axis}")
+        if value is not None:
+            um = length_to_um(value, pixels.get(f"PhysicalSize{axis}Unit", "µm"))
+            if um is not None:
+                spacing[axis] = um
+    return spacing if "X" in spacing and "Y" in spacing else {}

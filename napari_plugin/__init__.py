@@ -1,0 +1,1 @@
+"""napari plugin for boneimg (installed as ``boneimg_napari``): a thin layer over :mod:`boneimg`."""

@@ -1,0 +1,4 @@
+"""Example data for boneimg: synthetic images with exact ground truth, made on demand.
+
+Installed as :mod:`boneimg.sample_data`. Only data the project may redistribute lives here.
+"""
