@@ -7,6 +7,7 @@ or a region never reads the whole scan.
 """
 
 import os
+import weakref
 import xml.etree.ElementTree as ET
 
 import dask.array as da
@@ -42,7 +43,7 @@ def read_tiff(path):
         tif = tifffile.TiffFile(path)
     except Exception as exc:  # tifffile raises many types for damaged headers
         raise BoneImgError(f"cannot read TIFF structure ({exc})", path=path) from None
-    lazy = False  # a lazy series reads through the open file, so it stays open
+    keep_open = False  # a lazy series reads through the open file
     try:
         if not tif.series or tif.series[0].pages[0] is None:
             raise BoneImgError("TIFF holds no image", path=path)
@@ -53,10 +54,10 @@ def read_tiff(path):
         meta.update(spacing_source=source)
         if notes:
             meta["calibration_notes"] = notes
-        lazy = len(series.levels) > 1 or series.nbytes > LAZY_BYTES
-        if lazy:
-            levels = _lazy_levels(series, path)
+        if len(series.levels) > 1 or series.nbytes > LAZY_BYTES:
+            levels = _lazy_levels(tif, series, path)
             data = levels[0]
+            keep_open = True
         else:
             try:
                 data = series.asarray()
@@ -64,7 +65,7 @@ def read_tiff(path):
                 raise BoneImgError(f"cannot decode TIFF pixel data ({exc})", path=path) from None
             levels = []
     finally:
-        if not lazy:
+        if not keep_open:
             tif.close()
     axes = series.axes
     keep = [i for i, (a, n) in enumerate(zip(axes, series.shape)) if n != 1 or a in "YX"]
@@ -91,12 +92,14 @@ def _check_complete(tif, series, path):
             )
 
 
-def _lazy_levels(series, path):
+def _lazy_levels(tif, series, path):
     try:
         store = series.aszarr()
         root = zarr.open(store, mode="r")
     except Exception as exc:
         raise BoneImgError(f"cannot open TIFF lazily ({exc})", path=path) from None
+    # The dask arrays read through the open file; close it once nothing references the store.
+    weakref.finalize(store, tif.close)
     if isinstance(root, zarr.Array):
         return [da.from_zarr(root)]
     return [da.from_zarr(root[str(i)]) for i in range(len(series.levels))]
