@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -318,6 +319,8 @@ def main(argv=None):
         help="evict the test file from the page cache before each `boneimg info` run (Linux)",
     )
     args = parser.parse_args(argv)
+    if args.size < 1024:
+        parser.error("--size must be at least 1024 (the benchmark reads 1024 x 1024 regions)")
 
     workdir = args.workdir or Path(tempfile.gettempdir()) / "boneimg-bench"
     keep = args.keep or args.workdir is not None
@@ -331,10 +334,15 @@ def main(argv=None):
             return 0
         bench_cli(path, args.runs, cold=args.cold)
         bench_in_process(path, args.size)
+    except Exception:
+        traceback.print_exc()
+        print("FAIL: the benchmark itself failed (see the traceback above)")
     finally:
         if not keep and path.exists():
             path.unlink()
             print(f"\nremoved {path} (pass --keep to reuse it)")
+            if args.workdir is None and not any(workdir.iterdir()):
+                workdir.rmdir()
     return 0
 
 

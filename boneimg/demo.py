@@ -16,17 +16,17 @@ from .io.write import save_image, save_labels, save_table
 
 def write_demo_data(out):
     """Write the synthetic demo images and their ground truth into `out`; return the image paths."""
-    from .sample_data import synthetic
+    from .sample_data import phantoms, sections
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    section = synthetic.he_section((768, 768), 0.5, seed=1)
+    section = sections.he_section((768, 768), 0.5, seed=1)
     save_image(out / "he_section.ome.tif", section.image, pyramid_levels=2, source="boneimg demo")
     truth = out / "ground_truth"
     save_labels(truth / "he_section_nuclei.ome.tif", section.truth["nuclei"], section.image.spacing_um)
     save_labels(truth / "he_section_regions.ome.tif", section.truth["regions"], section.image.spacing_um)
 
-    bone = synthetic.ct_long_bone((96, 128, 128), 10.0, seed=2)
+    bone = phantoms.ct_long_bone((96, 128, 128), 10.0, seed=2)
     slices = out / "microct_rec"
     slices.mkdir(exist_ok=True)
     for index, plane in enumerate(bone.image.data):
@@ -36,7 +36,7 @@ def write_demo_data(out):
         tmp.write_text("[Reconstruction]\nImage Pixel Size (um)=10.000000\n")
     save_labels(truth / "microct_bone.ome.tif", bone.truth["bone"], bone.image.spacing_um)
 
-    xray = synthetic.radiograph(bone)
+    xray = phantoms.radiograph(bone)
     save_image(out / "radiograph.ome.tif", xray.image, source="boneimg demo")
     save_labels(truth / "radiograph_bone.ome.tif", xray.truth["bone"], xray.image.spacing_um)
     return [out / "he_section.ome.tif", slices, out / "radiograph.ome.tif"]

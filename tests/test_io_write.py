@@ -68,3 +68,11 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
             raise RuntimeError("crash mid-write")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+def test_save_image_keeps_modality(tmp_path):
+    path = tmp_path / "xray.ome.tif"
+    save_image(path, bi.Image(np.zeros((16, 16), np.uint16), "yx", (20.0, 20.0), "radiograph"))
+    image = bi.load(path)
+    assert image.modality == "radiograph"
+    assert image.meta["provenance"]["software"] == f"boneimg {bi.__version__}"

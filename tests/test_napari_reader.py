@@ -5,7 +5,7 @@ import pytest
 
 import boneimg as bi
 from boneimg.io.write import save_image
-from boneimg.sample_data import synthetic
+from boneimg.sample_data import sections
 
 napari = pytest.importorskip("napari")
 
@@ -20,7 +20,7 @@ def plugin(npe2pm):
 @pytest.fixture
 def section_file(tmp_path):
     path = tmp_path / "section.ome.tif"
-    save_image(path, synthetic.he_section((256, 320), 0.5, seed=3).image, pyramid_levels=1)
+    save_image(path, sections.he_section((256, 320), 0.5, seed=3).image, pyramid_levels=1)
     return path
 
 

@@ -12,9 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_import_is_light_and_gui_free():
-    """`import boneimg` must not pull torch (lazy, models only) or any GUI toolkit."""
+    """`import boneimg` and the CLI must not pull torch (lazy, models only) or any GUI toolkit."""
     code = (
-        "import sys, boneimg; "
+        "import sys, boneimg, boneimg.cli; "
         "heavy = {'torch', 'napari', 'qtpy', 'magicgui', 'PyQt6', 'PySide6'} & set(sys.modules); "
         "print(sorted(heavy))"
     )

@@ -47,7 +47,7 @@ def load(path, *, pixel_size_um=None, modality=None):
     """
     path = Path(path)
     if modality not in (None, *MODALITIES):
-        raise BoneImgError(f"modality must be one of {MODALITIES} or None, got {modality!r}")
+        raise BoneImgError(f"modality must be one of {MODALITIES} or None, got {modality!r}", path=path)
     if not path.exists():
         raise BoneImgError("no such file or folder", path=path)
     levels = []
@@ -68,7 +68,10 @@ def load(path, *, pixel_size_um=None, modality=None):
     spatial = [a.upper() for a in axes if a != "c"]
     spacing_um = tuple(spacing[a] for a in spatial) if all(a in spacing for a in spatial) else None
     if pixel_size_um is not None:
-        spacing_um = spacing_tuple(pixel_size_um, len(spatial))
+        try:
+            spacing_um = spacing_tuple(pixel_size_um, len(spatial))
+        except BoneImgError as exc:  # every load() error names the file it is about
+            raise BoneImgError(exc.reason, path=path) from None
         meta["spacing_source"] = "user"
     elif spacing_um is None:
         meta["spacing_source"] = None
@@ -80,7 +83,8 @@ def load(path, *, pixel_size_um=None, modality=None):
             stacklevel=2,
         )
     if modality is None:
-        modality = {"yxc": "brightfield", "zyx": "ct"}.get(axes)
+        recorded = meta.get("provenance", {}).get("modality")
+        modality = recorded if recorded in MODALITIES else {"yxc": "brightfield", "zyx": "ct"}.get(axes)
     return Image(data, axes, spacing_um, modality, meta, tuple(levels), str(path))
 
 
@@ -121,6 +125,8 @@ def _standard_axes(data, letters, levels, path):
     if channel_axis is not None:
         data = np.moveaxis(data, channel_axis, -1) if isinstance(data, np.ndarray) else data.transpose(1, 2, 0)
         levels = [lev.transpose(1, 2, 0) for lev in levels]
+        if levels:  # keep Image.levels[0] the very array in Image.data
+            data = levels[0]
     return data, axes, levels
 
 

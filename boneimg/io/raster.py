@@ -25,6 +25,10 @@ def read_raster(path, fmt):
     try:
         with open(path, "rb") as fh:
             blob = fh.read()
+        if fmt == "jpeg" and blob.rfind(b"\xff\xd9") < blob.rfind(b"\xff\xda"):
+            # libjpeg decodes a cut-off JPEG without error and pads the lost rows with grey; a
+            # complete file has its end-of-image marker after its last start-of-scan marker.
+            raise ValueError("no end-of-image marker after the last scan")
         data = _DECODERS[fmt](blob)
     except MemoryError:
         raise

@@ -6,7 +6,9 @@ Big or pyramidal files are opened lazily through tifffile's zarr store, so askin
 or a region never reads the whole scan.
 """
 
+import json
 import os
+import re
 import weakref
 import xml.etree.ElementTree as ET
 
@@ -23,6 +25,8 @@ LAZY_BYTES = 256 * 2**20
 # Resolution values that writing software puts in by default; they say nothing about the sample.
 _DEFAULT_DPI = (72.0, 96.0)
 _RESUNIT_UM = {2: 25400.0, 3: 1e4, 4: 1e3, 5: 1.0}  # INCH, CENTIMETER, MILLIMETER, MICROMETER
+# Aperio ImageDescription: "Aperio Image Library ...|AppMag = 40|MPP = 0.2520|...".
+_APERIO_MPP = re.compile(r"\|\s*MPP\s*=\s*([0-9.eE+-]+)")
 
 
 def read_tiff(path):
@@ -58,6 +62,8 @@ def read_tiff(path):
             levels = _lazy_levels(tif, series, path)
             data = levels[0]
             keep_open = True
+            if len(levels) == 1:  # Image.levels is empty for single-resolution images
+                levels = []
         else:
             try:
                 data = series.asarray()
@@ -71,15 +77,20 @@ def read_tiff(path):
     keep = [i for i, (a, n) in enumerate(zip(axes, series.shape)) if n != 1 or a in "YX"]
     squeeze = tuple(i for i in range(len(axes)) if i not in keep)
     axes = "".join(axes[i] for i in keep)
-    data = data.squeeze(squeeze) if squeeze else data
     levels = [lev.squeeze(squeeze) if squeeze else lev for lev in levels]
+    if levels:  # Image.levels[0] must be the data itself, not a second squeezed view of it
+        data = levels[0]
+    elif squeeze:
+        data = data.squeeze(squeeze)
     return data, axes, spacing, meta, levels
 
 
 def _check_complete(tif, series, path):
     """Refuse files whose strips or tiles point past the end of the file (truncated copies)."""
     size = os.path.getsize(path)
-    for page in series.pages:
+    # Every pyramid level, not only the first: reduced levels are written last, so a cut file
+    # loses them first (and they are read lazily, long after load() returned).
+    for page in (page for level in series.levels for page in level.pages):
         if page is None:
             continue
         offsets = np.asarray(page.dataoffsets, dtype=np.int64)
@@ -118,7 +129,28 @@ def _tiff_meta(tif, series):
     desc = series.pages[0].description
     if desc and not tif.is_ome:
         meta["description"] = desc[:2000]
+    if tif.is_ome:
+        record = _boneimg_record(tif.ome_metadata)
+        if record:
+            meta["provenance"] = record
     return meta
+
+
+def _boneimg_record(xml):
+    """The provenance record boneimg writes into an OME Image Description, if this file has one."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None
+    for element in root.iter():
+        if element.tag.rsplit("}", 1)[-1] == "Description" and element.text:
+            try:
+                record = json.loads(element.text)
+            except ValueError:
+                return None
+            if isinstance(record, dict) and str(record.get("software", "")).startswith("boneimg"):
+                return record
+    return None
 
 
 def _calibration(tif, series):
@@ -129,9 +161,12 @@ def _calibration(tif, series):
         if spacing:
             return spacing, "OME PhysicalSize", notes
     if tif.is_svs:
-        mpp = tifffile.svs_description_metadata(series.pages[0].description).get("MPP")
+        # Parsed here: tifffile does not export svs_description_metadata at package level (every
+        # SVS file failed with AttributeError).
+        match = _APERIO_MPP.search(series.pages[0].description)
+        mpp = length_to_um(match.group(1), "um") if match else None
         if mpp:
-            return {"Y": float(mpp), "X": float(mpp)}, "Aperio MPP", notes
+            return {"Y": mpp, "X": mpp}, "Aperio MPP", notes
     page = series.pages[0]
     if tif.is_imagej:
         ij = tif.imagej_metadata or {}

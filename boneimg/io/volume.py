@@ -85,7 +85,9 @@ def read_nifti(path):
     meta = {"format": "nifti", "nifti_unit": xyz_unit}
     spacing = {}
     if factor is not None and all(z > 0 for z in zooms):
-        spacing = dict(zip("XYZ", (float(z) * factor for z in zooms)))
+        # pixdim is float32: read it as the shortest decimal it stands for (0.01 mm -> 10 µm,
+        # not 9.99999977 µm), which is what the writing software meant.
+        spacing = dict(zip("XYZ", (float(str(np.float32(z))) * factor for z in zooms)))
         meta["spacing_source"] = "NIfTI pixdim"
     else:
         meta["spacing_source"] = None

@@ -19,13 +19,14 @@ from .image import spacing_tuple
 _LABEL_DTYPES = (np.bool_, np.uint8, np.uint16, np.int32, np.uint32, np.int64)
 
 
-def provenance(source=None, parameters=None):
+def provenance(source=None, parameters=None, **extra):
     """The record every boneimg output carries: version, time, input and parameters."""
     return {
         "software": f"boneimg {__version__}",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": None if source is None else str(source),
         "parameters": parameters or {},
+        **extra,
     }
 
 
@@ -85,7 +86,7 @@ def save_image(path, image, *, pyramid_levels=0, tile=256, source=None, paramete
     axes = {"yx": "YX", "yxc": "YXS", "zyx": "ZYX"}[image.axes]
     metadata = {"axes": axes, "PhysicalSizeX": spacing[-1], "PhysicalSizeXUnit": "µm",
                 "PhysicalSizeY": spacing[-2], "PhysicalSizeYUnit": "µm",
-                "Description": json.dumps(provenance(source or image.path, parameters))}
+                "Description": json.dumps(provenance(source or image.path, parameters, modality=image.modality))}
     if image.axes == "zyx":
         metadata.update(PhysicalSizeZ=spacing[0], PhysicalSizeZUnit="µm")
     if pyramid_levels and image.axes == "zyx":

@@ -1,0 +1,1 @@
+"""Micro-CT and radiographs: bone segmentation, morphometry, lesions and cortical perforations."""

@@ -1,0 +1,1 @@
+"""Histology: stain separation, tissue regions, nuclei, osteoclasts and histomorphometry."""
