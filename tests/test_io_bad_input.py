@@ -85,6 +85,13 @@ def test_file_with_only_a_magic_number(tmp_path, blob):
     assert_load_fails(path)
 
 
+@pytest.mark.parametrize("name", ["test_aim.AIM", "test_isq.ISQ"])
+def test_scanco_formats_are_refused_clearly(shared_data, name):
+    # Scanco AIM/ISQ are not in the documented format list (their NIfTI twin is); they must fail
+    # cleanly rather than be misread.
+    assert_load_fails(shared_data / "microct" / "scanco" / name, "not a recognised image file")
+
+
 def test_gzip_that_is_not_nifti(tmp_path):
     path = tmp_path / "image.tif.gz"
     path.write_bytes(gzip.compress(b"II*\x00" + bytes(500)))
@@ -232,6 +239,33 @@ def test_unsupported_tiff_dimensions(tmp_path, writer, shape, axes):
     assert_load_fails(path, "not supported" if axes == "CYX" or shape[-1] in (2, 5) else "unsupported image dimensions")
 
 
+@pytest.mark.parametrize("fmt", ["jpeg", "tiff"])
+def test_cmyk_images(tmp_path, fmt):
+    rgb = rand((20, 30, 3))
+    path = tmp_path / f"print.{fmt}"
+    if fmt == "jpeg":
+        PIL.Image.fromarray(rgb).convert("CMYK").save(path, "JPEG")
+    else:
+        tifffile.imwrite(path, rand((20, 30, 4)), photometric="separated")
+    assert_load_fails(path, "CMYK")
+
+
+@pytest.mark.parametrize(
+    "shape, kinds",
+    [
+        ((20, 30, 2), ["2-vector", "domain", "domain"]),  # two channels
+        ((4, 20, 30, 3), ["RGB-color", "domain", "domain", "domain"]),  # colour volume
+        ((20, 3, 30), ["domain", "vector", "domain"]),  # vector axis in the middle, 3-D
+        ((20, 30, 3, 3), ["3-vector", "3-vector", "domain", "domain"]),
+        ((5, 20, 30), ["domain", "domain", "time"]),  # a 2-D time series is not a volume
+    ],
+)
+def test_nrrd_with_non_spatial_axes(tmp_path, shape, kinds):
+    path = tmp_path / "vectors.nrrd"
+    nrrd.write(str(path), rand(shape), {"kinds": kinds}, index_order="C")
+    assert_load_fails(path)
+
+
 def test_four_d_nifti(tmp_path):
     path = tmp_path / "time.nii"
     nibabel.save(nibabel.Nifti1Image(rand((8, 8, 8, 3), np.int16), np.eye(4)), str(path))
@@ -344,7 +378,12 @@ def grey_png(tmp_path):
 
 @pytest.mark.parametrize(
     "pixel_size_um",
-    [0, -0.5, float("nan"), float("inf"), (0.5,), (0.5, 0.5, 0.5), (0.5, 0), (0.5, float("nan")), "0.5", "abc", [], True],
+    [
+        *(0, -0.5, float("nan"), float("inf")),  # not a positive finite number
+        *((0.5,), (0.5, 0.5, 0.5), []),  # wrong number of axes
+        *((0.5, 0), (0.5, float("nan"))),  # one bad axis
+        *("0.5", "abc", True, {"x": 1}),  # not numbers
+    ],
 )
 def test_invalid_pixel_size(grey_png, pixel_size_um):
     message = assert_load_fails(grey_png, "pixel_size_um", pixel_size_um=pixel_size_um)

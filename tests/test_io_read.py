@@ -1,12 +1,14 @@
 """bi.load on real files and on every supported format generated on the fly."""
 
 import csv
+import io
 from pathlib import Path
 
 import imagecodecs
 import nibabel
 import nrrd
 import numpy as np
+import PIL.Image
 import pytest
 import tifffile
 
@@ -120,6 +122,7 @@ def test_real_cpm15_labels_match_nuclei_count(shared_data, index):
         ("histology/bm_graz/images/BM_GRAZ_HE_0006_01.png", (1200, 1200, 3)),
         ("histology/crchisto/images/img1.png", (500, 500, 3)),
         ("histology/crchisto/images/img100.png", (500, 500, 3)),
+        ("trap/osteoclast_culture_trap.png", (1440, 1920, 3)),
     ],
 )
 def test_real_rgb_pngs(shared_data, relpath, shape):
@@ -228,11 +231,16 @@ def test_imagej_tiff_zyx_stack(tmp_path, unit, um_per_unit):
     assert img.modality == "ct"
 
 
-def test_imagej_stack_without_z_spacing_is_uncalibrated(tmp_path):
+@pytest.mark.parametrize("z_spacing", [None, 0.0, -2.5, float("nan")])
+def test_imagej_stack_without_usable_z_spacing_is_uncalibrated(tmp_path, z_spacing):
     data = rand((3, 20, 30), np.uint8)
     path = tmp_path / "stack.tif"
-    tifffile.imwrite(path, data, imagej=True, resolution=(2, 2), metadata={"unit": "um", "axes": "ZYX"})
+    metadata = {"unit": "um", "axes": "ZYX"}
+    if z_spacing is not None:
+        metadata["spacing"] = z_spacing
+    tifffile.imwrite(path, data, imagej=True, resolution=(2, 2), metadata=metadata)
     assert_image(load_uncalibrated(path), data, "zyx", None)
+    assert bi.load(path, pixel_size_um=(3, 0.5, 0.5)).spacing_um == (3.0, 0.5, 0.5)
 
 
 @pytest.mark.parametrize(
@@ -269,7 +277,8 @@ def test_ome_tiff_volume(tmp_path):
 def test_ome_tiff_rgb(tmp_path):
     data = rand((40, 50, 3), np.uint8)
     path = tmp_path / "rgb.ome.tif"
-    tifffile.imwrite(path, data, ome=True, photometric="rgb", metadata={"axes": "YXS", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25})
+    metadata = {"axes": "YXS", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25}
+    tifffile.imwrite(path, data, ome=True, photometric="rgb", metadata=metadata)
     img = bi.load(path)
     assert_image(img, data, "yxc", (0.25, 0.25))
     assert img.modality == "brightfield"
@@ -314,23 +323,29 @@ def test_tiff_volume_without_metadata(tmp_path):
     assert_image(load_uncalibrated(path), data, "zyx", None)
 
 
-def write_pyramid(path, base, *, rgb):
-    options = {"tile": (64, 64), "photometric": "rgb" if rgb else "minisblack"}
-    metadata = {"axes": "YXS" if rgb else "YX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5}
+def write_pyramid(path, base, *, mode="grey"):
+    """An OME-TIFF with two reduced levels in SubIFDs; `mode` is "grey", "rgb" or "planar" (SYX)."""
+    options = {"tile": (64, 64), "photometric": "minisblack" if mode == "grey" else "rgb"}
+    if mode == "planar":
+        options["planarconfig"] = "separate"
+    axes = {"grey": "YX", "rgb": "YXS", "planar": "SYX"}[mode]
     with tifffile.TiffWriter(path, ome=True) as tw:
-        tw.write(base, subifds=2, metadata=metadata, **options)
+        tw.write(base, subifds=2, metadata={"axes": axes, "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5}, **options)
         for step in (2, 4):
-            tw.write(base[::step, ::step], subfiletype=1, **options)
+            reduced = base[:, ::step, ::step] if mode == "planar" else base[::step, ::step]
+            tw.write(reduced, subfiletype=1, **options)
 
 
-@pytest.mark.parametrize("rgb", [False, True])
-def test_pyramidal_ome_tiff(tmp_path, rgb):
-    base = rand((256, 320, 3) if rgb else (256, 320), np.uint8)
+@pytest.mark.parametrize("mode", ["grey", "rgb", "planar"])
+def test_pyramidal_ome_tiff(tmp_path, mode):
+    base = rand({"grey": (256, 320), "rgb": (256, 320, 3), "planar": (3, 256, 320)}[mode], np.uint8)
     path = tmp_path / "pyramid.ome.tif"
-    write_pyramid(path, base, rgb=rgb)
+    write_pyramid(path, base, mode=mode)
+    if mode == "planar":
+        base = np.moveaxis(base, 0, -1)
     img = bi.load(path)
     assert img.is_lazy
-    assert img.axes == ("yxc" if rgb else "yx")
+    assert img.axes == ("yx" if mode == "grey" else "yxc")
     assert img.n_levels == 3 and len(img.levels) == 3
     assert img.levels[0] is img.data
     for level, step in enumerate((1, 2, 4)):
@@ -340,7 +355,6 @@ def test_pyramidal_ome_tiff(tmp_path, rgb):
     assert img.level_spacing_um(0) == pytest.approx((0.5, 0.5))
     assert img.level_spacing_um(1) == pytest.approx((1.0, 1.0))
     assert img.level_spacing_um(2) == pytest.approx((2.0, 2.0))
-    assert img.meta["level_shapes"][0] == base.shape
 
 
 def test_svs_like_slide(tmp_path):
@@ -350,11 +364,13 @@ def test_svs_like_slide(tmp_path):
         "|AppMag = 40|StripeWidth = 1000|ScanScope ID = SS1234|MPP = 0.2520|Filename = fake"
     )
     path = tmp_path / "slide.svs"
+    aperio = "Aperio Image Library v12.0.15\r\n"
     with tifffile.TiffWriter(path) as tw:
-        tw.write(base, tile=(256, 256), photometric="rgb", description=description, metadata=None)
-        tw.write(base[::8, ::8], photometric="rgb", description="Aperio Image Library v12.0.15\r\nthumbnail", metadata=None)
-        tw.write(base[::4, ::4], tile=(64, 64), photometric="rgb", description="Aperio Image Library v12.0.15\r\nlevel", metadata=None)
-        tw.write(base[::16, ::16], photometric="rgb", subfiletype=1, description="Aperio Image Library label", metadata=None)
+        options = {"photometric": "rgb", "metadata": None}
+        tw.write(base, tile=(256, 256), description=description, **options)  # baseline
+        tw.write(base[::8, ::8], description=aperio + "thumbnail", **options)
+        tw.write(base[::4, ::4], tile=(64, 64), description=aperio + "level", **options)
+        tw.write(base[::16, ::16], subfiletype=1, description=aperio + "label", **options)
     img = bi.load(path)
     assert img.meta["tiff_kind"] == "svs"
     assert img.axes == "yxc"
@@ -420,6 +436,26 @@ def test_jpeg_approximately(tmp_path, grey):
     assert img.shape == data.shape and img.dtype == np.uint8
     assert np.abs(img.data.astype(int) - data).mean() < 2
     assert img.meta["format"] == "jpeg"
+
+
+@pytest.mark.parametrize("variant", ["progressive", "trailing-bytes", "exif-thumbnail"])
+def test_jpeg_variants(tmp_path, variant):
+    data = gradient_rgb()
+    buffer = io.BytesIO()
+    if variant == "exif-thumbnail":  # an embedded JPEG thumbnail has its own markers
+        thumb = io.BytesIO()
+        PIL.Image.fromarray(data[::4, ::4]).save(thumb, "JPEG")
+        exif = PIL.Image.Exif()
+        exif[0x010E] = "H&E section"
+        PIL.Image.fromarray(data).save(buffer, "JPEG", quality=95, exif=exif.tobytes() + thumb.getvalue())
+    else:
+        PIL.Image.fromarray(data).save(buffer, "JPEG", quality=95, progressive=variant == "progressive")
+    blob = buffer.getvalue() + (bytes(100) if variant == "trailing-bytes" else b"")
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(blob)
+    img = bi.load(path, pixel_size_um=1)
+    assert img.axes == "yxc" and img.shape == data.shape
+    assert np.abs(img.data.astype(int) - data).mean() < 2
 
 
 @pytest.mark.parametrize("shape, axes", [((40, 50), "yx"), ((40, 50, 3), "yxc"), ((41, 53, 3), "yxc")])
@@ -500,6 +536,22 @@ def test_nrrd_2d(tmp_path):
     assert_image(bi.load(path), data, "yx", (0.25, 0.5))
 
 
+@pytest.mark.parametrize("units_field", ["space units", "units"])
+def test_nrrd_rgb_image(tmp_path, units_field):
+    data = rand((20, 30, 3), np.uint8)  # C order (y, x, rgb); the file lists rgb, x, y
+    header = {"kinds": ["RGB-color", "domain", "domain"]}
+    if units_field == "space units":
+        directions = np.array([[np.nan, np.nan], [0.5, 0], [0, 0.25]])  # "none" for the colour axis
+        header.update({"space dimension": 2, "space directions": directions, "space units": ["um", "um"]})
+    else:
+        header.update({"spacings": [np.nan, 0.5, 0.25], "units": ["", "um", "um"]})
+    path = tmp_path / "rgb.nrrd"
+    nrrd.write(str(path), data, header, index_order="C")
+    img = bi.load(path)
+    assert_image(img, data, "yxc", (0.25, 0.5))
+    assert img.modality == "brightfield"
+
+
 def test_nrrd_detached_header(tmp_path):
     path = tmp_path / "vol.nhdr"
     header = {"spacings": [10.0, 20.0, 30.0], "units": ["um"] * 3, "encoding": "raw"}
@@ -547,6 +599,17 @@ def test_nifti_units(tmp_path, unit, expected):
     assert_image(bi.load(path), array_xyz.T, "zyx", expected)
 
 
+def test_nifti2_and_nifti_pair(tmp_path):
+    array_xyz = rand((7, 6, 5), np.uint16, seed=10)
+    affine = np.diag([0.01, 0.02, 0.03, 1.0])
+    for image_class, name in [(nibabel.Nifti2Image, "vol2.nii"), (nibabel.Nifti1Pair, "pair.img")]:
+        image = image_class(array_xyz, affine)
+        image.header.set_xyzt_units(xyz="mm")
+        nibabel.save(image, str(tmp_path / name))
+    assert_image(bi.load(tmp_path / "vol2.nii"), array_xyz.T, "zyx", (30.0, 20.0, 10.0))
+    assert_image(bi.load(str(tmp_path / "pair.hdr")), array_xyz.T, "zyx", (30.0, 20.0, 10.0))
+
+
 def test_nifti_unknown_unit_is_uncalibrated(tmp_path):
     array_xyz = rand((4, 5, 6), np.uint8, seed=8)
     path = tmp_path / "vol.nii"
@@ -554,6 +617,23 @@ def test_nifti_unknown_unit_is_uncalibrated(tmp_path):
     img = load_uncalibrated(path)
     np.testing.assert_array_equal(img.data, array_xyz.T)
     assert img.meta["calibration_notes"]
+
+
+@pytest.mark.parametrize("fmt", ["nrrd", "nifti", "tiff"])
+def test_big_endian_files_come_back_in_native_byte_order(tmp_path, fmt):
+    path = tmp_path / f"big_endian.{ {'nifti': 'nii'}.get(fmt, fmt)}"
+    if fmt == "nrrd":
+        nrrd.write(str(path), VOLUME.astype(">i2"), {"encoding": "raw"}, index_order="C")
+    elif fmt == "nifti":
+        header = nibabel.Nifti1Header(endianness=">")
+        header.set_data_dtype(np.int16)
+        nibabel.save(nibabel.Nifti1Image(VOLUME.T, np.eye(4), header=header), str(path))
+    else:
+        tifffile.imwrite(path, VOLUME, byteorder=">", photometric="minisblack")
+    img = bi.load(path, pixel_size_um=1)
+    assert img.dtype == np.int16  # False for ">i2" on little-endian machines
+    assert img.dtype.isnative
+    np.testing.assert_array_equal(img.data, VOLUME)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -624,7 +704,16 @@ def test_slice_folder_read_lazily(tmp_path, monkeypatch):
     assert_image(img, volume, "zyx", (9.0, 4.0, 4.0))
 
 
-@pytest.mark.parametrize("override, expected", [(5, (5.0, 5.0, 5.0)), ((1, 2, 3), (1.0, 2.0, 3.0)), ([1.5, 2, 2], (1.5, 2.0, 2.0)), (np.array([3.0, 1.0, 1.0]), (3.0, 1.0, 1.0))])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        (5, (5.0, 5.0, 5.0)),
+        ((1, 2, 3), (1.0, 2.0, 3.0)),
+        ([1.5, 2, 2], (1.5, 2.0, 2.0)),
+        (np.array([3.0, 1.0, 1.0]), (3.0, 1.0, 1.0)),
+        (np.float32(2.5), (2.5, 2.5, 2.5)),
+    ],
+)
 @pytest.mark.parametrize("source", ["nrrd", "folder"])
 def test_pixel_size_override_for_volumes(tmp_path, override, expected, source):
     if source == "nrrd":
@@ -660,7 +749,8 @@ def test_pixel_size_override_beats_file_calibration(tmp_path):
 )
 def test_modality(tmp_path, shape, modality, expected):
     path = tmp_path / "image.tif"
-    tifffile.imwrite(path, rand(shape, np.uint8), photometric="rgb" if len(shape) == 3 and shape[-1] == 3 else "minisblack")
+    photometric = "rgb" if shape[-1] == 3 else "minisblack"
+    tifffile.imwrite(path, rand(shape, np.uint8), photometric=photometric)
     assert bi.load(path, pixel_size_um=1, modality=modality).modality == expected
 
 
@@ -682,7 +772,7 @@ def test_loading_writes_nothing_beside_the_input(tmp_path, kind):
         write_nifti(path, VOLUME.T, (1.0, 1.0, 1.0))
     elif kind == "pyramid":
         path = folder / "a.ome.tif"
-        write_pyramid(path, rand((256, 320), np.uint8), rgb=False)
+        write_pyramid(path, rand((256, 320), np.uint8))
     else:
         path = folder / "rec"
         write_slices(path, "png")

@@ -92,7 +92,10 @@ class Image:
                 path=self.path,
             )
         if self.spacing_um is not None:
-            self.spacing_um = spacing_tuple(self.spacing_um, self.ndim_spatial, name="spacing_um")
+            try:
+                self.spacing_um = spacing_tuple(self.spacing_um, self.ndim_spatial, name="spacing_um")
+            except BoneImgError as exc:  # name the file, as every other Image error does
+                raise BoneImgError(exc.reason, path=self.path) from None
         if self.modality not in (None, *MODALITIES):
             raise BoneImgError(
                 f"modality must be one of {MODALITIES} or None, got {self.modality!r}",

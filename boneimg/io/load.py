@@ -65,6 +65,12 @@ def load(path, *, pixel_size_um=None, modality=None):
             data, letters, spacing, meta = read_raster(path, fmt)
     data, axes, levels = _standard_axes(data, letters, levels, path)
     _check_data(data, path)
+    if not data.dtype.isnative:
+        # Big-endian NRRD/NIfTI came back as ">u2": img.dtype == np.uint16 was False and torch
+        # refuses such arrays.
+        native = data.dtype.newbyteorder("=")
+        levels = [lev.astype(native) for lev in levels]
+        data = levels[0] if levels else data.astype(native)
     spatial = [a.upper() for a in axes if a != "c"]
     spacing_um = tuple(spacing[a] for a in spatial) if all(a in spacing for a in spatial) else None
     if pixel_size_um is not None:

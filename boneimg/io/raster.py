@@ -34,6 +34,9 @@ def read_raster(path, fmt):
         raise
     except Exception as exc:  # each codec raises its own error type for damaged data
         raise BoneImgError(f"cannot decode {fmt.upper()} data, the file is truncated or corrupt ({exc})", path=path) from None
+    if fmt == "jpeg" and data.ndim == 3 and data.shape[-1] == 4:
+        # JPEG has no alpha: 4 components are CMYK/YCCK, which would pass for RGBA with wrong colours.
+        raise BoneImgError("CMYK JPEG is not supported; save the image as RGB", path=path)
     if data.ndim == 3 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim == 3 and data.shape[-1] == 2:  # grey + alpha: the alpha carries no signal

@@ -52,6 +52,9 @@ def read_tiff(path):
         if not tif.series or tif.series[0].pages[0] is None:
             raise BoneImgError("TIFF holds no image", path=path)
         series = tif.series[0]
+        if series.pages[0].photometric == tifffile.PHOTOMETRIC.SEPARATED:
+            # tifffile returns the raw inks, which would pass for RGBA with wrong colours.
+            raise BoneImgError("CMYK (separated) TIFF is not supported; save the image as RGB", path=path)
         _check_complete(tif, series, path)
         meta = _tiff_meta(tif, series)
         spacing, source, notes = _calibration(tif, series)
@@ -173,8 +176,13 @@ def _calibration(tif, series):
         factor = length_to_um(1.0, ij.get("unit"))
         if factor is not None:
             spacing = _resolution_spacing(page, factor)
-            if spacing and ij.get("spacing"):
-                spacing["Z"] = float(ij["spacing"]) * factor
+            if spacing and "spacing" in ij:
+                # A zero, negative or NaN spacing made the whole file unreadable (Image refused it).
+                z = length_to_um(ij["spacing"], ij.get("unit"))
+                if z is None:
+                    notes.append(f"ImageJ z spacing {ij['spacing']!r} is not a positive length: ignored")
+                else:
+                    spacing["Z"] = z
             if spacing:
                 return spacing, "ImageJ unit", notes
     unit = int(page.tags.valueof("ResolutionUnit", 1) or 1)

@@ -5,6 +5,8 @@ import numpy as np
 from ..errors import BoneImgError
 from .units import length_to_um, um_per_unit
 
+# Kinds of a colour axis; "???" is an unknown kind on an axis without a space direction.
+_COLOUR_KINDS = {"rgb-color", "rgba-color", "3-color", "4-color", "???", "none", ""}
 # NRRD files with an anatomical space and no units follow the medical convention of millimetres.
 _ANATOMICAL_SPACES = {
     "right-anterior-superior", "ras", "left-anterior-superior", "las",
@@ -23,8 +25,24 @@ def read_nrrd(path):
     except Exception as exc:
         raise BoneImgError(f"cannot read NRRD ({exc})", path=path) from None
     ndim = data.ndim
-    steps = _nrrd_steps(header, ndim)
-    units = header.get("space units") or header.get("units")
+    if ndim > 3:
+        raise BoneImgError(f"NRRD has {ndim} dimensions; only 2-D and 3-D are supported", path=path)
+    # Colour or vector NRRDs carry a non-spatial axis (kind "RGB-color", direction "none");
+    # without this check a 2-D RGB image came back as a 3-D volume of 3 slices.
+    spatial = _nrrd_spatial_axes(header, ndim)
+    if not all(spatial):
+        kinds = [str(k).lower() for k in header.get("kinds") or ["???"] * ndim]
+        if ndim != 3 or spatial.count(False) != 1 or kinds[spatial.index(False)] not in _COLOUR_KINDS:
+            raise BoneImgError(
+                f"NRRD has non-spatial axes (kinds {header.get('kinds')}); only 2-D images with one "
+                "colour axis are supported",
+                path=path,
+            )
+        data = np.moveaxis(data, ndim - 1 - spatial.index(False), -1)  # file order is reversed in C order
+    steps = _nrrd_steps(header, spatial)
+    units = header.get("space units")
+    if units is None and header.get("units") is not None:  # per axis, non-spatial ones included
+        units = [u for u, is_spatial in zip(header["units"], spatial) if is_spatial]
     notes = []
     spacing = {}
     if steps is not None:
@@ -38,9 +56,7 @@ def read_nrrd(path):
                 spacing = dict(zip("XYZ"[: len(um)], um))
         else:
             notes.append(f"NRRD spacing {steps} has no unit: ignored")
-    axes = "ZYX"[-ndim:] if ndim <= 3 else None
-    if axes is None:
-        raise BoneImgError(f"NRRD has {ndim} dimensions; only 2-D and 3-D are supported", path=path)
+    axes = "ZYX"[-ndim:] if all(spatial) else "YXS"
     meta = {"format": "nrrd", "nrrd_type": header.get("type"), "encoding": header.get("encoding")}
     if notes:
         meta["calibration_notes"] = notes
@@ -48,15 +64,27 @@ def read_nrrd(path):
     return data, axes, spacing, meta
 
 
-def _nrrd_steps(header, ndim):
+def _nrrd_spatial_axes(header, ndim):
+    """Per axis in file order (fastest first): True for a spatial axis, False for colour/vector."""
+    kinds = [str(k).lower() for k in header.get("kinds") or []]
+    directions = header.get("space directions")
+    spatial = []
+    for i in range(ndim):
+        kind = kinds[i] if i < len(kinds) else "domain"
+        has_direction = directions is None or (directions[i] is not None and np.all(np.isfinite(directions[i])))
+        spatial.append(kind in ("domain", "space", "???", "none", "") and has_direction)  # not "time"
+    return spatial
+
+
+def _nrrd_steps(header, spatial):
     if "space directions" in header:
-        directions = header["space directions"]
-        steps = [float(np.linalg.norm(d)) for d in directions if d is not None and np.all(np.isfinite(d))]
+        rows = [d for d, is_spatial in zip(header["space directions"], spatial) if is_spatial]
+        steps = [float(np.linalg.norm(d)) for d in rows]
     elif "spacings" in header:
-        steps = [float(s) for s in header["spacings"] if np.isfinite(s)]
+        steps = [float(s) for s, is_spatial in zip(header["spacings"], spatial) if is_spatial and np.isfinite(s)]
     else:
         return None
-    return steps if len(steps) == ndim else None
+    return steps if len(steps) == sum(spatial) else None
 
 
 def read_nifti(path):
