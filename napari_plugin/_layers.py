@@ -1,0 +1,58 @@
+"""Conversions between boneimg objects and napari layer data tuples, in physical units."""
+
+from pathlib import Path
+
+import boneimg as bi
+from boneimg.errors import BoneImgError
+from boneimg.io.units import um_per_unit
+
+
+def _provenance(image, **extra):
+    return {"boneimg_version": bi.__version__, "source": image.path, "spacing_um": image.spacing_um,
+            "modality": image.modality, **extra}
+
+
+def _scale_kwargs(image):
+    spatial = [a for a in image.axes if a != "c"]
+    kwargs = {"axis_labels": tuple(spatial)}
+    if image.spacing_um is not None:
+        kwargs["scale"] = tuple(image.spacing_um)
+        kwargs["units"] = ("µm",) * len(spatial)
+    return kwargs
+
+
+def image_layer(image, name=None):
+    """A napari ``(data, kwargs, "image")`` tuple for a :class:`boneimg.Image`.
+
+    The layer's scale is the pixel size in µm, so napari's scale bar and measurements are in µm;
+    an uncalibrated image is shown in pixels and its metadata says the spacing is unknown.
+    """
+    kwargs = {
+        "name": name or (Path(image.path).name if image.path else "image"),
+        "rgb": image.axes == "yxc",
+        "metadata": _provenance(image, meta=image.meta),
+        **_scale_kwargs(image),
+    }
+    if image.n_levels > 1:
+        kwargs["multiscale"] = True
+        return list(image.levels), kwargs, "image"
+    return image.data, kwargs, "image"
+
+
+def labels_layer(labels, image, name, **extra):
+    """A napari labels tuple aligned with `image` (same scale and units)."""
+    kwargs = {"name": name, "metadata": _provenance(image), **_scale_kwargs(image), **extra}
+    kwargs.pop("rgb", None)
+    return labels, kwargs, "labels"
+
+
+def spacing_from_layer_meta(meta, path):
+    """Pixel size in µm from a napari layer's scale and units; BoneImgError if not physical."""
+    factors = [um_per_unit(str(unit)) for unit in meta.get("units", ())]
+    if not factors or any(f is None for f in factors):
+        raise BoneImgError(
+            "the layer has no physical scale (its units are pixels); open the image with a pixel "
+            "size so that exported annotations carry it",
+            path=path,
+        )
+    return tuple(float(s) * f for s, f in zip(meta["scale"], factors))
