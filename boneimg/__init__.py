@@ -26,6 +26,8 @@ _LAZY = {
     "CTResult": "boneimg.ct.lesions",
     "analyze_radiograph": "boneimg.ct.radiograph",
     "RadiographResult": "boneimg.ct.radiograph",
+    "run_study": "boneimg.study",
+    "Study": "boneimg.study",
 }
 
 __all__ = ["BoneImgError", "CalibrationWarning", "Image", "__version__", "load", *_LAZY]

@@ -41,6 +41,24 @@ def cmd_demo(args):
     return 0
 
 
+def cmd_study(args):
+    from .study import run_study
+
+    options = {"control": args.control, "workers": args.workers, "scheduler": args.scheduler}
+    try:
+        study = run_study(args.design, args.out_dir, settings=args.settings, quiet=args.quiet,
+                          **{k: v for k, v in options.items() if v is not None})
+    except KeyboardInterrupt:
+        print(f"boneimg: interrupted; the images done are kept in {args.out_dir}: run the same "
+              "command again to resume", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        print(f"{len(study.images)} images analysed, {len(study.failures)} failed"
+              + (f" (reasons in {study.out_dir / 'failures.csv'})" if len(study.failures) else ""))
+        print(f"report: {study.report}")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="boneimg",
@@ -55,6 +73,22 @@ def build_parser():
     info.add_argument("--pixel-size", type=float, metavar="UM", help="pixel size in µm, overriding the file")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     info.set_defaults(func=cmd_info)
+
+    study = sub.add_parser(
+        "study", help="analyse a treatment study: every image, per-animal values, effects vs control, report",
+        description="Analyse every image of a study, average per animal and compare each group with the "
+        "control. Running again on the same OUT_DIR resumes where a previous run stopped.")
+    study.add_argument("design", metavar="DESIGN",
+                       help="CSV with columns path, animal, group (optional bone, timepoint, modality, "
+                       "pixel_size_um), or a folder laid out as GROUP/ANIMAL/image")
+    study.add_argument("out_dir", metavar="OUT_DIR", help="output folder (not inside an input folder)")
+    study.add_argument("--settings", metavar="FILE", help="TOML or YAML settings file; copied into OUT_DIR")
+    study.add_argument("--control", metavar="GROUP", help="control group (default: the first group)")
+    study.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: one per core)")
+    study.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on the Dask distributed cluster at ADDRESS (e.g. tcp://host:8786)")
+    study.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    study.set_defaults(func=cmd_study)
 
     demo = sub.add_parser("demo", help="generate synthetic example data and analyse it")
     demo.add_argument("--out", default="boneimg-demo", metavar="DIR", help="output folder (default: %(default)s)")

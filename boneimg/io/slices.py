@@ -2,18 +2,19 @@
 
 import re
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
-import dask
-import dask.array as da
-import numpy as np
-
 from ..errors import BoneImgError
+from .lazy import stack_planes
 from .units import length_to_um
 
 SLICE_SUFFIXES = {".tif", ".tiff", ".png", ".bmp", ".jpg", ".jpeg"}
-LAZY_BYTES = 256 * 2**20
-_SKYSCAN_PIXEL = re.compile(r"^\s*Image Pixel Size \(um\)\s*=\s*([0-9.eE+-]+)", re.MULTILINE)
+# Bruker SkyScan logs, most specific first: NRecon writes the reconstructed voxel size under
+# [Reconstruction]; [Acquisition] holds the projections' pixel size, which differs when the
+# reconstruction was resized.
+_SKYSCAN_KEYS = (("Reconstruction", "Pixel Size (um)"), ("Acquisition", "Image Pixel Size (um)"))
+_SECTION = re.compile(r"^\s*\[(.+?)\]\s*$")
 
 
 def natural_key(name):
@@ -21,19 +22,36 @@ def natural_key(name):
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
+def image_files(folder):
+    """The files of `folder` whose names say they are 2-D images, in natural order."""
+    files = [p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in SLICE_SUFFIXES and not p.name.startswith(".")]
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
 def slice_files(folder):
     """The slice files of `folder` in natural order.
 
-    Reconstruction folders often hold extra images (previews, projections); the slices are the
-    largest set of files whose names differ only in their digits.
+    Raises
+    ------
+    BoneImgError
+        If the folder holds no image files.
     """
-    files = [p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in SLICE_SUFFIXES and not p.name.startswith(".")]
+    return _split_patterns(image_files(folder), folder)[0]
+
+
+def _split_patterns(files, folder):
+    """Split image files into the slices and the files of other name patterns.
+
+    Reconstruction folders often hold extra images (previews, projections); the slices are the
+    largest set of files whose names differ only in their digits. Equally large sets are decided
+    by the natural order of their name pattern, so the choice never depends on the file system.
+    """
     if not files:
-        raise BoneImgError(f"folder holds no image slices ({', '.join(sorted(SLICE_SUFFIXES))})", path=folder)
-    patterns = Counter(re.sub(r"\d+", "#", p.name.lower()) for p in files)
-    pattern, _ = patterns.most_common(1)[0]
-    chosen = [p for p in files if re.sub(r"\d+", "#", p.name.lower()) == pattern]
-    return sorted(chosen, key=lambda p: natural_key(p.name))
+        raise BoneImgError(f"folder holds no image slices ({', '.join(sorted(SLICE_SUFFIXES))}) or DICOM files", path=folder)
+    pattern_of = {p: re.sub(r"\d+", "#", p.name.lower()) for p in files}
+    counts = Counter(pattern_of.values())
+    pattern = min(counts, key=lambda pat: (-counts[pat], natural_key(pat)))
+    return [p for p in files if pattern_of[p] == pattern], [p for p in files if pattern_of[p] != pattern]
 
 
 def read_slice_folder(folder, read_file):
@@ -48,36 +66,33 @@ def read_slice_folder(folder, read_file):
     Returns
     -------
     data, axes, spacing, meta
-        As the single-file readers; `data` is a dask array when the volume is large.
+        As the single-file readers; `data` is a dask array when the volume is large. Image
+        files of another name pattern than the slices are listed in ``meta["ignored_files"]``.
     """
-    files = slice_files(folder)
+    files, ignored = _split_patterns(image_files(folder), folder)
     first, axes, spacing, first_meta = read_file(files[0])
     if axes != "YX":
         raise BoneImgError(f"slices must be greyscale 2-D images; {files[0].name} has axes {axes}", path=folder)
-    shape, dtype = first.shape, first.dtype
-    if first.nbytes * len(files) > LAZY_BYTES:
-        parts = [da.from_array(first, chunks=shape)[None]]
-        for path in files[1:]:
-            block = dask.delayed(_read_checked)(path, read_file, shape, dtype)
-            parts.append(da.from_delayed(block, shape, dtype=dtype)[None])
-        data = da.concatenate(parts)
-    else:
-        data = np.stack([first] + [_read_checked(p, read_file, shape, dtype) for p in files[1:]])
+    data = stack_planes(first, files, partial(_read_checked, read_file=read_file, shape=first.shape, dtype=first.dtype))
     meta = {
         "format": f"slice folder ({first_meta.get('format')})",
         "n_slices": len(files),
         "first_slice": files[0].name,
         "last_slice": files[-1].name,
     }
-    spacing_3d, source = _folder_spacing(folder)
+    if ignored:
+        meta["ignored_files"] = [p.name for p in ignored]
+    spacing_3d, source, notes = skyscan_spacing(folder)
     meta["spacing_source"] = source
     if not spacing_3d:
         xy = f" (the slices record {spacing['Y']:g} x {spacing['X']:g} µm in-plane)" if spacing else ""
-        meta["calibration_notes"] = [f"the slice spacing (z) is not recorded in the folder{xy}"]
+        notes.append(f"the slice spacing (z) is not recorded in the folder{xy}")
+    if notes:
+        meta["calibration_notes"] = notes
     return data, "ZYX", spacing_3d, meta
 
 
-def _read_checked(path, read_file, shape, dtype):
+def _read_checked(path, *, read_file, shape, dtype):
     data, axes, _, _ = read_file(path)
     if data.shape != shape or data.dtype != dtype:
         raise BoneImgError(
@@ -86,15 +101,47 @@ def _read_checked(path, read_file, shape, dtype):
     return data
 
 
-def _folder_spacing(folder):
-    """Voxel size from a Bruker SkyScan reconstruction log, else none (z is not in the slices)."""
-    for log in sorted(Path(folder).glob("*.log")):
+def skyscan_spacing(folder):
+    """Voxel size from the Bruker SkyScan logs of `folder` (z is not in the slices themselves).
+
+    Returns
+    -------
+    spacing : dict
+        ``{"X": um, "Y": um, "Z": um}`` (SkyScan voxels are cubic), or empty.
+    source : str or None
+        The log file, section and key the size was read from.
+    notes : list of str
+    """
+    found = {}  # entry of _SKYSCAN_KEYS -> (µm, log name); the first log in name order wins
+    for log in sorted(Path(folder).glob("*.log"), key=lambda p: natural_key(p.name)):
         try:
-            match = _SKYSCAN_PIXEL.search(log.read_text(errors="replace"))
+            text = log.read_text(errors="replace")
         except OSError:
             continue
-        if match:
-            size = length_to_um(match.group(1), "um")
-            if size:
-                return {"X": size, "Y": size, "Z": size}, f"SkyScan log ({log.name})"
-    return {}, None
+        for section, key, value in _log_entries(text):
+            entry = next((e for e in _SKYSCAN_KEYS if (section, key) == (e[0].lower(), e[1].lower())), None)
+            size = length_to_um(value, "um") if entry else None
+            if size and entry not in found:
+                found[entry] = (size, log.name)
+    if not found:
+        return {}, None, []
+    entry = next(e for e in _SKYSCAN_KEYS if e in found)
+    size, name = found[entry]
+    notes = [
+        f"reconstructed voxel size {size:g} µm differs from the projections' {other:g} µm (resized reconstruction)"
+        for other, _ in found.values()
+        if abs(other - size) > 1e-3 * size
+    ]
+    return {"X": size, "Y": size, "Z": size}, f"SkyScan log ({name}, [{entry[0]}] {entry[1]})", notes
+
+
+def _log_entries(text):
+    """``(section, key, value)`` for each ``key=value`` line of an INI-style log; names lower-cased."""
+    section = ""
+    for line in text.splitlines():
+        header = _SECTION.match(line)
+        if header:
+            section = header.group(1).strip().lower()
+        elif "=" in line:
+            key, value = line.split("=", 1)
+            yield section, key.strip().lower(), value.strip()

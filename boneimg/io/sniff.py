@@ -7,8 +7,10 @@ import gzip
 from pathlib import Path
 
 from ..errors import BoneImgError
+from .dicom import is_dicom
+from .scanco import is_aim, is_isq
 
-FORMATS = ("tiff", "png", "jpeg", "bmp", "nrrd", "nifti", "gzip")
+FORMATS = ("tiff", "png", "jpeg", "bmp", "nrrd", "nifti", "dicom", "isq", "aim")
 
 
 def sniff_format(path):
@@ -17,7 +19,7 @@ def sniff_format(path):
     Returns
     -------
     str
-        One of ``"tiff"``, ``"png"``, ``"jpeg"``, ``"bmp"``, ``"nrrd"``, ``"nifti"``.
+        One of :data:`FORMATS`.
 
     Raises
     ------
@@ -38,13 +40,21 @@ def sniff_format(path):
     if fmt is None:
         raise BoneImgError(
             "not a recognised image file (supported: TIFF/OME-TIFF/SVS/NDPI, PNG, JPEG, BMP, "
-            "NRRD, NIfTI, or a folder of 2-D slices); the file may be corrupt",
+            "NRRD, NIfTI, DICOM, Scanco ISQ/AIM, or a folder of 2-D slices or DICOM files); "
+            "the file may be corrupt",
             path=path,
         )
     return fmt
 
 
 def _format_of(head):
+    # DICOM first: its 128-byte preamble may itself hold a TIFF header (dual-personality files).
+    if is_dicom(head):
+        return "dicom"
+    if is_isq(head):
+        return "isq"
+    if is_aim(head):
+        return "aim"
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return "tiff"
     if head[:8] == b"\x89PNG\r\n\x1a\n":

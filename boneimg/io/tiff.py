@@ -12,17 +12,16 @@ import re
 import weakref
 import xml.etree.ElementTree as ET
 
-import dask.array as da
 import numpy as np
 import tifffile
 import zarr
 
 from ..errors import BoneImgError
+from .lazy import guarded_array, is_large
 from .units import length_to_um
 
-# Files whose pixel data exceed this are read lazily even without a pyramid.
-LAZY_BYTES = 256 * 2**20
 # Resolution values that writing software puts in by default; they say nothing about the sample.
+# Some write them per centimetre (72 dpi = 28.3465 px/cm), so they are compared as dpi, to 1e-4.
 _DEFAULT_DPI = (72.0, 96.0)
 _RESUNIT_UM = {2: 25400.0, 3: 1e4, 4: 1e3, 5: 1.0}  # INCH, CENTIMETER, MILLIMETER, MICROMETER
 # Aperio ImageDescription: "Aperio Image Library ...|AppMag = 40|MPP = 0.2520|...".
@@ -61,7 +60,7 @@ def read_tiff(path):
         meta.update(spacing_source=source)
         if notes:
             meta["calibration_notes"] = notes
-        if len(series.levels) > 1 or series.nbytes > LAZY_BYTES:
+        if len(series.levels) > 1 or is_large(series.nbytes):
             levels = _lazy_levels(tif, series, path)
             data = levels[0]
             keep_open = True
@@ -114,9 +113,8 @@ def _lazy_levels(tif, series, path):
         raise BoneImgError(f"cannot open TIFF lazily ({exc})", path=path) from None
     # The dask arrays read through the open file; close it once nothing references the store.
     weakref.finalize(store, tif.close)
-    if isinstance(root, zarr.Array):
-        return [da.from_zarr(root)]
-    return [da.from_zarr(root[str(i)]) for i in range(len(series.levels))]
+    arrays = [root] if isinstance(root, zarr.Array) else [root[str(i)] for i in range(len(series.levels))]
+    return [guarded_array(a, path, chunks=a.chunks, what="TIFF pixel data") for a in arrays]
 
 
 def _tiff_meta(tif, series):
@@ -189,9 +187,10 @@ def _calibration(tif, series):
     factor = _RESUNIT_UM.get(unit)
     if factor is not None:
         spacing = _resolution_spacing(page, factor)
-        dpi = tuple(factor / s for s in spacing.values()) if spacing and unit == 2 else ()
-        if dpi and all(round(d, 6) in _DEFAULT_DPI for d in dpi):
-            notes.append(f"resolution {dpi[0]:g} dpi is a software default, not a pixel size: ignored")
+        dpi = tuple(25400.0 / s for s in spacing.values()) if unit in (2, 3) else ()
+        if dpi and all(any(abs(d - default) < 1e-4 * default for default in _DEFAULT_DPI) for d in dpi):
+            stated = f"{round(dpi[0]):d} dpi" if unit == 2 else f"{1e4 / spacing['X']:.6g} pixels/cm ({round(dpi[0]):d} dpi)"
+            notes.append(f"resolution {stated} is a software default, not a pixel size: ignored")
         elif spacing:
             return spacing, "TIFF resolution tags", notes
     return {}, None, notes

@@ -1,8 +1,11 @@
 """Volume formats of micro-CT: NRRD and NIfTI, returned in (z, y, x) order."""
 
+from pathlib import Path
+
 import numpy as np
 
 from ..errors import BoneImgError
+from .lazy import guarded_array, is_large
 from .units import length_to_um, um_per_unit
 
 # Kinds of a colour axis; "???" is an unknown kind on an axis without a space direction.
@@ -57,6 +60,9 @@ def read_nrrd(path):
         else:
             notes.append(f"NRRD spacing {steps} has no unit: ignored")
     axes = "ZYX"[-ndim:] if all(spatial) else "YXS"
+    if axes == "ZYX" and data.shape[0] == 1:  # one slice is a 2-D image, as for TIFF and NIfTI
+        data, axes = data[0], "YX"
+        spacing.pop("Z", None)
     meta = {"format": "nrrd", "nrrd_type": header.get("type"), "encoding": header.get("encoding")}
     if notes:
         meta["calibration_notes"] = notes
@@ -88,16 +94,29 @@ def _nrrd_steps(header, spatial):
 
 
 def read_nifti(path):
-    """Read a NIfTI-1/2 file (``.nii`` or ``.nii.gz``) lazily through nibabel's array proxy."""
+    """Read a NIfTI-1/2 file (``.nii``, ``.nii.gz`` or an ``.hdr``/``.img`` pair).
+
+    Volumes larger than the lazy threshold come back as dask arrays reading slabs of z slices
+    through nibabel's array proxy (memory-mapped for uncompressed files); smaller ones are read
+    at once. Scaling (``scl_slope``/``scl_inter``) is applied either way.
+    """
     import nibabel
 
     try:
         img = nibabel.load(str(path))
+        proxy = img.dataobj
         shape = img.shape
         zooms = img.header.get_zooms()[: len(shape)]
         xyz_unit, _ = img.header.get_xyzt_units()
-        data = np.asanyarray(img.dataobj)
-    except MemoryError:
+        _check_nifti_size(img, path)
+        # A one-voxel read gives the dtype after scaling without reading the volume.
+        dtype = np.asanyarray(proxy[(slice(0, 1),) * len(shape)]).dtype
+        lazy = is_large(int(np.prod(shape)) * dtype.itemsize)
+        if lazy:
+            data = guarded_array(proxy, path, chunks=_nifti_chunks(shape, dtype), what="NIfTI data", dtype=dtype)
+        else:
+            data = np.asanyarray(proxy)
+    except (MemoryError, BoneImgError):
         raise
     except Exception as exc:
         raise BoneImgError(f"cannot read NIfTI ({exc})", path=path) from None
@@ -107,7 +126,8 @@ def read_nifti(path):
         zooms = zooms[:-1]
     if data.ndim not in (2, 3):
         raise BoneImgError(f"NIfTI has shape {data.shape}; only 2-D and 3-D are supported", path=path)
-    data = np.ascontiguousarray(data.T)  # nibabel indexes (x, y, z); boneimg uses (z, y, x)
+    # nibabel indexes (x, y, z); boneimg uses (z, y, x).
+    data = data.T if lazy else np.ascontiguousarray(data.T)
     axes = "ZYX"[-data.ndim:]
     factor = um_per_unit({"micron": "um"}.get(xyz_unit, xyz_unit))
     meta = {"format": "nifti", "nifti_unit": xyz_unit}
@@ -121,3 +141,22 @@ def read_nifti(path):
         meta["spacing_source"] = None
         meta["calibration_notes"] = [f"NIfTI pixdim {tuple(map(float, zooms))} has unit {xyz_unit!r}: ignored"]
     return data, axes, spacing, meta
+
+
+def _check_nifti_size(img, path):
+    """Refuse an uncompressed file too short for its voxels (a lazy read would fail much later)."""
+    image_file = img.file_map["image"].filename
+    if image_file is None or str(image_file).endswith((".gz", ".bz2", ".zst")):
+        return  # the decompressor reports a cut stream when it is read
+    needed = int(img.dataobj.offset) + int(np.prod(img.shape)) * img.get_data_dtype().itemsize
+    size = Path(image_file).stat().st_size
+    if size < needed:
+        raise BoneImgError(f"file is truncated: the voxels need {needed} bytes but the file has {size}", path=path)
+
+
+def _nifti_chunks(shape, dtype):
+    """Slabs of whole (x, y) planes, about 64 MiB each: NIfTI stores x fastest, z slowest."""
+    if len(shape) < 3:
+        return shape
+    plane_bytes = int(np.prod(shape[:2])) * dtype.itemsize
+    return (*shape[:2], max(1, 2**26 // plane_bytes), *shape[3:])

@@ -1,0 +1,266 @@
+"""Osteoclasts in TRAP-stained sections and cultures: whole TRAP-positive cells, not nuclei.
+
+An osteoclast is one cell however many nuclei it holds, so cells are segmented from the TRAP
+stain (fast red violet / fast garnet reaction product) as whole objects and never seeded from
+nuclei: nucleus-seeded segmenters split a multinucleated cell into as many objects as it has
+nuclei, which is the classic failure. Touching cells are split only where their outline narrows
+to a neck (distance-transform watershed with a minimum depth in µm). Nuclei are then counted
+inside each cell, and a cell lies on bone when its edge comes within a tolerance in µm of the
+bone surface.
+"""
+
+from dataclasses import dataclass, field
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+from skimage import filters, measure, morphology, segmentation
+
+from ..errors import BoneImgError
+from .histomorphometry import TUMOUR, _spacing, distance_um
+
+#: Columns of the osteoclast table, in order.
+COLUMNS = ("label", "x", "y", "area_um2", "n_nuclei", "on_bone", "bone_gap_um", "at_tumour", "counted",
+           "trap_od")
+
+
+@dataclass(eq=False)
+class Osteoclasts:
+    """Osteoclasts found in one image.
+
+    Attributes
+    ----------
+    labels : ndarray of shape (M, N), int32
+        0 = none, one id per TRAP-positive cell (the ``label`` column of `table`).
+    table : pandas.DataFrame
+        One row per cell: ``label``; ``x``, ``y`` (centroid, pixels); ``area_um2``;
+        ``n_nuclei``; ``on_bone`` (edge within `contact_um` of bone); ``bone_gap_um`` (edge
+        to bone surface, inf without bone); ``at_tumour`` (most of the cell lies in tumour);
+        ``counted`` (counts in N.Oc: enough nuclei, and on bone unless a culture);
+        ``trap_od`` (mean TRAP optical density).
+    parameters : dict
+        The parameters used, with units, and the TRAP threshold reached.
+    """
+
+    labels: np.ndarray
+    table: pd.DataFrame
+    parameters: dict = field(default_factory=dict)
+
+    @property
+    def count(self):
+        """Number of counted osteoclasts (N.Oc)."""
+        return int(self.table["counted"].sum())
+
+
+def _positive(value, name, *, allow_zero=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (
+            value < 0 or (value == 0 and not allow_zero)):
+        raise BoneImgError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}")
+    return float(value)
+
+
+def trap_threshold(trap, tissue=None, *, floor=0.1):
+    """Optical density that marks a pixel as surely TRAP-positive (a cell's core), per image.
+
+    Half of Otsu's threshold over the pixels above `floor`: Otsu splits the stained cells
+    from the pale bleed of hematoxylin-dense nuclei into the TRAP channel, and half of it still
+    catches faintly stained cells. Never under twice `floor`.
+
+    Parameters
+    ----------
+    trap : ndarray of shape (M, N)
+        TRAP optical density.
+    tissue : ndarray of shape (M, N), bool, optional
+        Pixels to consider (default all).
+    floor : float
+        Optical density below which a pixel is never TRAP-positive.
+    """
+    values = np.asarray(trap)[tissue] if tissue is not None else np.asarray(trap).ravel()
+    values = values[values > floor]
+    if values.size < 100 or values.min() == values.max():
+        return 2 * floor
+    return max(2 * floor, 0.5 * float(filters.threshold_otsu(values)))
+
+
+def _trap_positive(smooth, seed_level, floor):
+    """TRAP-positive pixels: grown from cores above `seed_level` down to half each cell's staining.
+
+    Taking each cell's edge at half its own median stain puts the edge where the blurred stain
+    step is, for faint and strong cells alike.
+    """
+    seeds, n = ndi.label(smooth > seed_level)
+    if n == 0:
+        return np.zeros(smooth.shape, bool)
+    grown = segmentation.watershed(-smooth, seeds, mask=smooth > floor)
+    median = np.zeros(n + 1, np.float32)
+    median[1:] = ndi.median(smooth, seeds, np.arange(1, n + 1))
+    return (grown > 0) & (smooth >= np.maximum(0.5 * median[grown], floor))
+
+
+def find_osteoclasts(trap, spacing_um, *, bone=None, nuclei_labels=None, regions=None, tissue=None,
+                     threshold="auto", floor=0.1, smoothing_um=0.5, min_area_um2=50.0, max_hole_um2=250.0, split_um=2.0,
+                     contact_um=3.0, min_nuclei=1, culture=False):
+    """Segment TRAP-positive cells as whole objects and describe them.
+
+    Parameters
+    ----------
+    trap : ndarray of shape (M, N)
+        TRAP optical density (from :func:`boneimg.histology.stains.separate_stains`).
+    spacing_um : float or (float, float)
+        Pixel size in µm.
+    bone : ndarray of shape (M, N), bool, optional
+        Bone matrix; without it no cell is on bone.
+    nuclei_labels : ndarray of shape (M, N), int, optional
+        Nucleus labels (:func:`boneimg.segment_nuclei`); a nucleus with at least half its area
+        in a cell belongs to it.
+    regions : ndarray of shape (M, N), int, optional
+        Region map (3 = tumour), for the ``at_tumour`` column.
+    tissue : ndarray of shape (M, N), bool, optional
+        Where to pick the automatic threshold (default everywhere).
+    threshold : "auto" or float
+        TRAP optical density of a cell's core ("auto": :func:`trap_threshold`); each cell
+        extends to where its stain falls to half its median.
+    floor : float
+        TRAP optical density below which a pixel is never part of a cell.
+    smoothing_um : float
+        Gaussian smoothing of the TRAP image before thresholding, µm (evens out granules).
+    min_area_um2 : float
+        Smaller TRAP-positive objects (granules, debris, mononuclear cells) are dropped, µm².
+    max_hole_um2 : float
+        Holes up to this area inside a cell (its nuclei, which hold no TRAP) are filled, µm².
+    split_um : float
+        Touching cells are split where the outline narrows by at least this much (depth of
+        the neck in the distance to the edge, µm); 0 never splits.
+    contact_um : float
+        A cell whose edge lies within this distance of bone is on bone, µm.
+    min_nuclei : int
+        Fewest nuclei for a cell to count as an osteoclast (1 for sections, 3 for cultures).
+    culture : bool
+        A cell culture: cells count without bone contact.
+
+    Returns
+    -------
+    Osteoclasts
+    """
+    trap = np.asarray(trap, np.float32)
+    if trap.ndim != 2:
+        raise BoneImgError(f"trap must be a 2-D optical-density image, got shape {trap.shape}")
+    sy, sx = _spacing(spacing_um)
+    for name, value in (("smoothing_um", smoothing_um), ("min_area_um2", min_area_um2),
+                        ("max_hole_um2", max_hole_um2), ("split_um", split_um), ("contact_um", contact_um)):
+        _positive(value, name, allow_zero=True)
+    if isinstance(min_nuclei, bool) or not isinstance(min_nuclei, (int, np.integer)) or min_nuclei < 0:
+        raise BoneImgError(f"min_nuclei must be a whole number >= 0, got {min_nuclei!r}")
+    for name, array in (("bone", bone), ("nuclei_labels", nuclei_labels), ("regions", regions), ("tissue", tissue)):
+        if array is not None and np.shape(array) != trap.shape:
+            raise BoneImgError(f"{name} must have the TRAP image's shape {trap.shape}, got {np.shape(array)}")
+    pixel_um2 = sy * sx
+    smooth = ndi.gaussian_filter(trap, (smoothing_um / sy, smoothing_um / sx)) if smoothing_um else trap
+    floor = _positive(floor, "floor")
+    level = trap_threshold(smooth, tissue, floor=floor) if threshold == "auto" else _positive(threshold, "threshold")
+    cells = _trap_positive(smooth, level, floor)
+    if nuclei_labels is not None:
+        cells |= _enclosed_nuclei(cells, nuclei_labels, (sy, sx))
+    cells = morphology.remove_small_holes(cells, max_size=int(max_hole_um2 / pixel_um2))
+    cells = morphology.remove_small_objects(cells, max_size=int(min_area_um2 / pixel_um2))
+    labels = _split(cells, (sy, sx), split_um, min_area_um2)
+    table = osteoclast_table(labels, (sy, sx), nuclei_labels=nuclei_labels, bone=bone, regions=regions,
+                             contact_um=contact_um, min_nuclei=min_nuclei, culture=culture, trap=trap)
+    parameters = {"threshold_od": round(level, 4), "threshold": threshold, "floor_od": floor,
+                  "smoothing_um": smoothing_um,
+                  "min_area_um2": min_area_um2, "max_hole_um2": max_hole_um2, "split_um": split_um,
+                  "contact_um": contact_um, "min_nuclei": int(min_nuclei), "culture": bool(culture)}
+    return Osteoclasts(labels, table, parameters)
+
+
+def _enclosed_nuclei(cells, nuclei_labels, spacing):
+    """Pixels of the nuclei that lie within TRAP-positive cytoplasm (most of a 1 µm ring around
+    them is positive): a cell's nuclei hold no TRAP, and one near the cell edge would otherwise
+    leave a notch instead of a hole."""
+    nuclei_labels = np.asarray(nuclei_labels)
+    if not nuclei_labels.any():
+        return np.zeros(cells.shape, bool)
+    size = tuple(2 * max(1, round(1.0 / s)) + 1 for s in spacing)
+    ring = np.where(nuclei_labels == 0, ndi.grey_dilation(nuclei_labels, size=size), 0)
+    n = int(nuclei_labels.max())
+    enclosed = np.zeros(n + 1, bool)
+    enclosed[1:] = np.nan_to_num(ndi.mean(cells, ring, np.arange(1, n + 1))) >= 0.5
+    return enclosed[nuclei_labels]
+
+
+def _split(cells, spacing, split_um, min_area_um2):
+    """Label the cells, splitting touching ones at necks at least `split_um` deep."""
+    components, n = ndi.label(cells)
+    if split_um <= 0 or n == 0:
+        return components.astype(np.int32)
+    depth = ndi.distance_transform_edt(cells, sampling=spacing)
+    # one marker per plateau of the distance map that rises split_um above the neck around it
+    markers, _ = ndi.label(morphology.h_maxima(depth, split_um))
+    pieces = segmentation.watershed(-depth, markers, mask=cells)
+    # a piece smaller than a cell is a lobe of its neighbour, unless its whole cell is that small
+    area = np.bincount(pieces.ravel()) * spacing[0] * spacing[1]
+    component_of = np.zeros(area.size, np.int64)
+    component_of[pieces.ravel()] = components.ravel()
+    largest = ndi.maximum(area, component_of, np.arange(n + 1))
+    lobe = (area < min_area_um2) & (np.asarray(largest)[component_of] >= min_area_um2)
+    lobe[0] = False
+    if lobe.any():
+        pieces = segmentation.watershed(-depth, np.where(lobe[pieces], 0, pieces), mask=cells)
+    return segmentation.relabel_sequential(pieces)[0].astype(np.int32)
+
+
+def osteoclast_table(labels, spacing_um, *, nuclei_labels=None, bone=None, regions=None, contact_um=3.0,
+                     min_nuclei=1, culture=False, trap=None):
+    """One row per labelled cell: position, size, nuclei, bone contact and whether it counts.
+
+    Parameters are as for :func:`find_osteoclasts`; `labels` is the cell label image and
+    `trap` (optional) the TRAP optical density averaged into ``trap_od``.
+    """
+    sy, sx = _spacing(spacing_um)
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    if not ids.size:
+        return _empty_table()
+    props = measure.regionprops_table(labels, properties=("label", "centroid", "area"))
+    table = pd.DataFrame({"label": props["label"].astype(np.int32), "x": props["centroid-1"],
+                          "y": props["centroid-0"], "area_um2": props["area"] * sy * sx})
+    table["n_nuclei"] = _nuclei_inside(labels, nuclei_labels)[table["label"]]
+    if bone is not None and np.any(bone):
+        # pixel centres one pixel apart are edges touching: the gap is the centre distance less a pixel
+        gap = ndi.minimum(distance_um(bone, (sy, sx)), labels, table["label"]) - min(sy, sx)
+        table["bone_gap_um"] = np.maximum(np.asarray(gap, float), 0.0)
+    else:
+        table["bone_gap_um"] = np.inf
+    table["on_bone"] = table["bone_gap_um"] <= contact_um
+    if regions is not None:
+        in_tumour = ndi.sum_labels(np.asarray(regions) == TUMOUR, labels, table["label"])
+        table["at_tumour"] = 2 * np.asarray(in_tumour) > table["area_um2"] / (sy * sx)
+    else:
+        table["at_tumour"] = False
+    enough = table["n_nuclei"] >= min_nuclei
+    table["counted"] = enough if culture else enough & table["on_bone"]
+    table["trap_od"] = ndi.mean(trap, labels, table["label"]) if trap is not None else np.nan
+    return table[list(COLUMNS)]
+
+
+def _nuclei_inside(labels, nuclei_labels):
+    """Nuclei per cell label (array indexed by label): nuclei with half their area or more inside."""
+    counts = np.zeros(int(labels.max()) + 1, np.int64)
+    if nuclei_labels is None:
+        return counts
+    nuclei_labels = np.asarray(nuclei_labels)
+    both = (labels > 0) & (nuclei_labels > 0)
+    if not both.any():
+        return counts
+    pairs, overlap = np.unique(np.stack([nuclei_labels[both], labels[both]]), axis=1, return_counts=True)
+    area = np.bincount(nuclei_labels.ravel())[pairs[0]]
+    inside = 2 * overlap >= area
+    np.add.at(counts, pairs[1][inside], 1)
+    return counts
+
+
+def _empty_table():
+    dtypes = {"label": np.int32, "x": float, "y": float, "area_um2": float, "n_nuclei": np.int64, "on_bone": bool,
+              "bone_gap_um": float, "at_tumour": bool, "counted": bool, "trap_od": float}
+    return pd.DataFrame({name: pd.Series([], dtype=dtypes[name]) for name in COLUMNS})
