@@ -33,7 +33,7 @@ def write_demo_data(out):
         with atomic_path(slices / f"demo_rec{index:08d}.bmp") as tmp:
             tmp.write_bytes(imagecodecs.bmp_encode(plane))
     with atomic_path(slices / "demo_rec.log") as tmp:  # as a Bruker SkyScan reconstruction writes it
-        tmp.write_text("[Reconstruction]\nImage Pixel Size (um)=10.000000\n")
+        tmp.write_text("[Reconstruction]\nPixel Size (um)=10.000000\n")
     save_labels(truth / "microct_bone.ome.tif", bone.truth["bone"], bone.image.spacing_um)
 
     xray = phantoms.radiograph(bone)

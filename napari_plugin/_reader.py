@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import boneimg as bi
-from boneimg.io.slices import slice_files
+from boneimg.io.load import folder_kind
 
 from ._layers import image_layer
 
@@ -16,7 +16,7 @@ def get_reader(path):
     for p in map(Path, paths):
         if p.is_dir():
             try:
-                slice_files(p)
+                folder_kind(p)
             except bi.BoneImgError:
                 return None
     return read_layers

@@ -1,9 +1,8 @@
 """bi.load on real files and on every supported format generated on the fly."""
 
 import csv
+import importlib
 import io
-from pathlib import Path
-
 import imagecodecs
 import nibabel
 import nrrd
@@ -13,31 +12,16 @@ import pytest
 import tifffile
 
 import boneimg as bi
-from boneimg.io import slices as slices_module
-from boneimg.io import tiff as tiff_module
+from boneimg.io import lazy as lazy_module
+from conftest import listing, rand
 
-
-def rand(shape, dtype=np.uint16, seed=0):
-    rng = np.random.default_rng(seed)
-    dtype = np.dtype(dtype)
-    if dtype.kind == "f":
-        return (rng.random(shape) * 1000 - 500).astype(dtype)
-    if dtype.kind == "b":
-        return rng.random(shape) > 0.5
-    info = np.iinfo(dtype)
-    return rng.integers(info.min, info.max, shape, dtype=dtype, endpoint=True)
+load_module = importlib.import_module("boneimg.io.load")  # boneimg.io.load is also the function
 
 
 def gradient_rgb(shape=(64, 80)):
     """A smooth RGB image, so that lossy JPEG stays within a few grey levels."""
     y, x = np.mgrid[: shape[0], : shape[1]]
     return np.stack([y * 3, x * 3, (x + y) * 2], axis=-1).astype(np.uint8)
-
-
-def listing(folder):
-    return sorted(
-        (p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in Path(folder).rglob("*")
-    )
 
 
 def load_uncalibrated(path, **kwargs):
@@ -168,15 +152,25 @@ def test_tiff_resolution_tags(tmp_path, unit, xres, yres, expected):
     assert img.path == str(path)
 
 
-@pytest.mark.parametrize("dpi", [72, 96])
-def test_tiff_default_dpi_is_not_a_pixel_size(tmp_path, dpi):
+@pytest.mark.parametrize(
+    "unit, per_unit",
+    [("INCH", 72), ("INCH", 96), ("CENTIMETER", 72 / 2.54), ("CENTIMETER", 28.3465), ("CENTIMETER", 37.7953)],
+)
+def test_tiff_default_dpi_is_not_a_pixel_size(tmp_path, unit, per_unit):
     data = rand((40, 50), np.uint8)
     path = tmp_path / "screen.tif"
-    tifffile.imwrite(path, data, resolution=(dpi, dpi), resolutionunit="INCH")
+    tifffile.imwrite(path, data, resolution=(per_unit, per_unit), resolutionunit=unit)
     with pytest.warns(bi.CalibrationWarning, match="default"):
         img = bi.load(path)
     assert_image(img, data, "yx", None)
     assert any("default" in note for note in img.meta["calibration_notes"])
+
+
+def test_tiff_near_default_dpi_per_cm_is_kept(tmp_path):
+    data = rand((40, 50), np.uint8)
+    path = tmp_path / "scan.tif"
+    tifffile.imwrite(path, data, resolution=(28.0, 28.0), resolutionunit="CENTIMETER")  # 90.7 dpi
+    assert_image(bi.load(path), data, "yx", (1e4 / 28, 1e4 / 28))
 
 
 def test_tiff_without_resolution_unit(tmp_path):
@@ -383,7 +377,7 @@ def test_svs_like_slide(tmp_path):
 
 
 def test_large_tiff_is_read_lazily(tmp_path, monkeypatch):
-    monkeypatch.setattr(tiff_module, "LAZY_BYTES", 1000)
+    monkeypatch.setattr(lazy_module, "LAZY_BYTES", 1000)
     data = rand((64, 80))
     path = tmp_path / "large.tif"
     tifffile.imwrite(path, data, tile=(32, 32), resolution=(1e4, 1e4), resolutionunit="CENTIMETER")
@@ -391,6 +385,28 @@ def test_large_tiff_is_read_lazily(tmp_path, monkeypatch):
     assert img.is_lazy
     assert img.levels == ()  # a single resolution has no pyramid levels
     assert_image(img, data, "yx", (1.0, 1.0))
+
+
+@pytest.mark.parametrize("level", [0, 1])
+def test_corrupt_tile_in_lazy_pyramid_names_the_file(tmp_path, level):
+    base = rand((256, 320), np.uint8)
+    path = tmp_path / "slide.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as tw:
+        options = {"tile": (64, 64), "compression": "zlib"}
+        tw.write(base, subifds=1, metadata={"axes": "YX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5}, **options)
+        tw.write(base[::2, ::2], subfiletype=1, **options)
+    with tifffile.TiffFile(path) as tif:
+        page = tif.series[0].levels[level].pages[0]
+        offset, count = page.dataoffsets[1], page.databytecounts[1]  # the second tile of the top row
+    blob = bytearray(path.read_bytes())
+    blob[offset : offset + count] = bytes(count)  # zeros are not a zlib stream
+    path.write_bytes(bytes(blob))
+    img = bi.load(path)  # the structure is intact: nothing is decoded yet
+    assert img.is_lazy
+    np.testing.assert_array_equal(np.asarray(img.levels[level][:64, :64]), base[::1 + level, ::1 + level][:64, :64])
+    with pytest.raises(bi.BoneImgError) as info:
+        np.asarray(img.levels[level][:64, 64:128])
+    assert str(path) in str(info.value) and "corrupt" in str(info.value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -536,6 +552,15 @@ def test_nrrd_2d(tmp_path):
     assert_image(bi.load(path), data, "yx", (0.25, 0.5))
 
 
+def test_nrrd_single_slice_is_2d(tmp_path):
+    data = rand((1, 20, 30), np.uint16)
+    path = tmp_path / "one.nrrd"
+    nrrd.write(str(path), data, {"spacings": [0.5, 0.25, 4.0], "units": ["um"] * 3}, index_order="C")
+    img = bi.load(path)
+    assert_image(img, data[0], "yx", (0.25, 0.5))
+    assert img.modality is None
+
+
 @pytest.mark.parametrize("units_field", ["space units", "units"])
 def test_nrrd_rgb_image(tmp_path, units_field):
     data = rand((20, 30, 3), np.uint8)  # C order (y, x, rgb); the file lists rgb, x, y
@@ -619,6 +644,30 @@ def test_nifti_unknown_unit_is_uncalibrated(tmp_path):
     assert img.meta["calibration_notes"]
 
 
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+@pytest.mark.parametrize("scaled", [False, True])
+def test_large_nifti_is_read_lazily(tmp_path, monkeypatch, suffix, scaled):
+    monkeypatch.setattr(lazy_module, "LAZY_BYTES", 1000)
+    array_xyz = rand((9, 8, 7), np.int16, seed=11)
+    path = tmp_path / f"big{suffix}"
+    image = nibabel.Nifti1Image(array_xyz, np.diag([0.01, 0.02, 0.03, 1.0]))
+    image.header.set_xyzt_units(xyz="mm")
+    if scaled:
+        image.header.set_slope_inter(0.5, -10.0)
+    nibabel.save(image, str(path))
+    img = bi.load(path)
+    assert img.is_lazy
+    expected = array_xyz.T * 0.5 - 10.0 if scaled else array_xyz.T
+    assert img.dtype == (np.float64 if scaled else np.int16)
+    assert_image(img, expected.astype(img.dtype), "zyx", (30.0, 20.0, 10.0))
+
+
+def test_small_nifti_is_read_at_once(tmp_path):
+    path = tmp_path / "small.nii"
+    write_nifti(path, rand((7, 6, 5), np.int16, seed=12), (0.01, 0.01, 0.01))
+    assert not bi.load(path).is_lazy
+
+
 @pytest.mark.parametrize("fmt", ["nrrd", "nifti", "tiff"])
 def test_big_endian_files_come_back_in_native_byte_order(tmp_path, fmt):
     path = tmp_path / f"big_endian.{ {'nifti': 'nii'}.get(fmt, fmt)}"
@@ -673,7 +722,7 @@ def test_slice_folder_natural_order(tmp_path, fmt, with_log):
     if with_log:
         img = bi.load(folder)
         assert img.spacing_um == (9.0, 9.0, 9.0)
-        assert img.meta["spacing_source"] == "SkyScan log (scan_rec.log)"
+        assert img.meta["spacing_source"] == "SkyScan log (scan_rec.log, [Acquisition] Image Pixel Size (um))"
     else:
         img = load_uncalibrated(folder)
         assert img.meta["calibration_notes"]
@@ -681,6 +730,7 @@ def test_slice_folder_natural_order(tmp_path, fmt, with_log):
     assert [int(v) for v in img.data[:, 0, 0] - img.data[0, 0, 0]] == [10 * i for i in range(N_SLICES)]
     assert img.meta["n_slices"] == N_SLICES
     assert (img.meta["first_slice"], img.meta["last_slice"]) == (f"rec0.{fmt}", f"rec{N_SLICES - 1}.{fmt}")
+    assert img.meta["ignored_files"] == ["preview_spr.bmp"]
     assert img.modality == "ct"
     assert img.path == str(folder)
     assert listing(folder) == before
@@ -695,8 +745,59 @@ def test_slice_folder_zero_padded_names(tmp_path):
     assert img.data[:, 0, 0].tolist() == [1, 2, 10, 100]
 
 
+SKYSCAN_REC_LOG = """[System]
+Scanner=Skyscan1272
+Camera Pixel Size (um)=   7.4000
+[Acquisition]
+Number Of Files=  901
+Source Voltage (kV)=  60
+Image Pixel Size (um)=    9.000077
+Object to Source (mm)=56.117
+[Reconstruction]
+Reconstruction Program=NRecon
+Result File Type=BMP
+Pixel Size (um)=18.00015
+Cross Section to Image Ratio=1.000
+"""
+
+
+@pytest.mark.parametrize("one_log", [True, False])
+def test_skyscan_reconstructed_pixel_size_wins(tmp_path, one_log):
+    folder = tmp_path / "rec"
+    volume = write_slices(folder, "bmp")
+    if one_log:
+        (folder / "tibia_rec.log").write_text(SKYSCAN_REC_LOG.replace("\n", "\r\n"), newline="")
+    else:  # the acquisition log sorts first; its [Acquisition] size must still lose
+        (folder / "tibia.log").write_text(SKYSCAN_REC_LOG.split("[Reconstruction]")[0])
+        (folder / "tibia_rec.log").write_text("[Reconstruction]\n" + SKYSCAN_REC_LOG.split("[Reconstruction]\n")[1])
+    img = bi.load(folder)
+    assert_image(img, volume, "zyx", (18.00015,) * 3)
+    assert img.meta["spacing_source"] == "SkyScan log (tibia_rec.log, [Reconstruction] Pixel Size (um))"
+    assert any("differs from the projections' 9.00008 µm" in note for note in img.meta["calibration_notes"])
+
+
+def test_skyscan_camera_pixel_size_is_not_the_voxel_size(tmp_path):
+    folder = tmp_path / "rec"
+    write_slices(folder, "png")
+    (folder / "scan.log").write_text("[System]\nCamera Pixel Size (um)=7.4\n")
+    img = load_uncalibrated(folder)
+    assert img.meta["calibration_notes"]
+
+
+def test_slice_folder_pattern_tie_is_decided_by_name(tmp_path):
+    folder = tmp_path / "tie"
+    folder.mkdir()
+    for prefix, value in (("rec", 1), ("proj", 2), ("alpha_", 3)):  # three patterns of two files each
+        for i in range(2):
+            tifffile.imwrite(folder / f"{prefix}{i}.tif", np.full((4, 5), value + 10 * i, np.uint8))
+    img = bi.load(folder, pixel_size_um=1)
+    assert img.meta["first_slice"] == "alpha_0.tif"
+    assert img.data[:, 0, 0].tolist() == [3, 13]
+    assert img.meta["ignored_files"] == ["proj0.tif", "proj1.tif", "rec0.tif", "rec1.tif"]
+
+
 def test_slice_folder_read_lazily(tmp_path, monkeypatch):
-    monkeypatch.setattr(slices_module, "LAZY_BYTES", 100)
+    monkeypatch.setattr(lazy_module, "LAZY_BYTES", 100)
     folder = tmp_path / "rec"
     volume = write_slices(folder, "bmp")
     img = bi.load(folder, pixel_size_um=(9, 4, 4))
@@ -734,6 +835,19 @@ def test_pixel_size_override_beats_file_calibration(tmp_path):
     img = bi.load(path, pixel_size_um=(0.3, 0.4))
     assert img.spacing_um == (0.3, 0.4)
     assert img.meta["spacing_source"] == "user"
+
+
+@pytest.mark.parametrize("override, modality", [(-1, None), ((1, 2, 3, 4), None), ((0.5,), None), (1, "mri")])
+def test_bad_arguments_are_refused_before_reading(tmp_path, monkeypatch, override, modality):
+    path = tmp_path / "vol.nrrd"
+    nrrd.write(str(path), VOLUME, index_order="C")
+
+    def must_not_read(*args, **kwargs):
+        raise AssertionError("the volume was read before the arguments were checked")
+
+    monkeypatch.setitem(load_module._VOLUME_READERS, "nrrd", must_not_read)
+    with pytest.raises(bi.BoneImgError, match="pixel_size_um|modality"):
+        bi.load(path, pixel_size_um=override, modality=modality)
 
 
 @pytest.mark.parametrize(

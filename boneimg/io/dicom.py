@@ -143,7 +143,7 @@ def _read_dataset(path, *, pixels):
     except Exception as exc:  # pydicom raises many types for damaged files
         raise BoneImgError(f"cannot read DICOM ({exc})", path=path) from None
     if "Rows" not in ds or "Columns" not in ds or (pixels and "PixelData" not in ds):
-        raise BoneImgError("DICOM file holds no image (no pixel data)", path=path)
+        raise BoneImgError("DICOM file holds no image (no Rows, Columns or pixel data; it may be corrupt)", path=path)
     return ds
 
 
@@ -176,7 +176,9 @@ def _check_one_series(folder, files, headers):
     for path, ds in zip(files, headers):
         series.setdefault(str(ds.get("SeriesInstanceUID", "?")), []).append(path.name)
     if len(series) > 1:
-        listed = "; ".join(f"{uid} ({len(names)} files, e.g. {names[0]})" for uid, names in series.items())
+        listed = "; ".join(
+            f"{uid} ({len(names)} file{'s' * (len(names) > 1)}, e.g. {names[0]})" for uid, names in series.items()
+        )
         raise BoneImgError(
             f"folder mixes {len(series)} DICOM series: {listed}; put each series in its own folder", path=folder
         )
@@ -194,8 +196,14 @@ def _check_same_grid(files, headers):
         shape, first_shape = (ds.Rows, ds.Columns), (first.Rows, first.Columns)
         spacing, first_spacing = ds.get("PixelSpacing"), first.get("PixelSpacing")
         if shape != first_shape:
-            raise BoneImgError(f"slice has {shape[0]} x {shape[1]} pixels, {files[0].name} has {first_shape[0]} x {first_shape[1]}", path=path)
-        if (spacing is None) != (first_spacing is None) or (spacing is not None and not np.allclose(spacing, first_spacing, rtol=1e-5)):
+            raise BoneImgError(
+                f"slice has {shape[0]} x {shape[1]} pixels, {files[0].name} has {first_shape[0]} x {first_shape[1]}",
+                path=path,
+            )
+        same = spacing is first_spacing is None or (
+            spacing is not None and first_spacing is not None and np.allclose(spacing, first_spacing, rtol=1e-5)
+        )
+        if not same:
             raise BoneImgError(f"slice has PixelSpacing {spacing}, {files[0].name} has {first_spacing}", path=path)
 
 
@@ -216,17 +224,18 @@ def _frame_value(ds, frame, sequence, name):
 
 
 def _frame_geometry(ds, frame):
-    """Position, orientation, number and rescale of one frame (enhanced files keep them per frame)."""
+    """Position, orientation and rescale of one frame (enhanced files keep them per frame)."""
     position = _frame_value(ds, frame, "PlanePositionSequence", "ImagePositionPatient")
     orientation = _frame_value(ds, frame, "PlaneOrientationSequence", "ImageOrientationPatient")
     slope = _frame_value(ds, frame, "PixelValueTransformationSequence", "RescaleSlope")
     intercept = _frame_value(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept")
+    rescale_type = _frame_value(ds, frame, "PixelValueTransformationSequence", "RescaleType")
     return {
         "position": None if position is None else tuple(float(v) for v in position),
         "orientation": None if orientation is None else tuple(float(v) for v in orientation),
         "slope": 1.0 if slope is None else float(slope),
         "intercept": 0.0 if intercept is None else float(intercept),
-        "rescale_type": _frame_value(ds, frame, "PixelValueTransformationSequence", "RescaleType"),
+        "rescale_type": None if rescale_type is None else str(rescale_type),
     }
 
 

@@ -230,7 +230,10 @@ def read_aim(path):
         raise BoneImgError(f"corrupt AIM pre-header (length {pre_size})", path=path)
     blocks = struct.unpack_from(f"<{n_blocks}{word}", head, start + word_size)
     if blocks[0] != struct_size or min(blocks) < 0:
-        raise BoneImgError(f"corrupt AIM pre-header (block sizes {blocks}; the {version} image struct has {struct_size} bytes)", path=path)
+        raise BoneImgError(
+            f"corrupt AIM pre-header (block sizes {blocks}; the {version} image struct has {struct_size} bytes)",
+            path=path,
+        )
     struct_at = start + pre_size
     log_at = struct_at + struct_size
     data_at = log_at + blocks[1]
@@ -285,7 +288,9 @@ def _aim_data(path, offset, nbytes, fields, word_size):
     if kind in (_AIM_CHAR, _AIM_SHORT):
         dtype = np.dtype("i1" if kind == _AIM_CHAR else "<i2")
         if nbytes != nx * ny * nz * dtype.itemsize:
-            raise BoneImgError(f"corrupt AIM: {nbytes} data bytes for {nx} x {ny} x {nz} {_AIM_TYPES[kind]} voxels", path=path)
+            raise BoneImgError(
+                f"corrupt AIM: {nbytes} data bytes for {nx} x {ny} x {nz} {_AIM_TYPES[kind]} voxels", path=path
+            )
         return _raw_volume(path, offset, dtype, (nz, ny, nx))
     with open(path, "rb") as fh:
         fh.seek(offset)
@@ -343,10 +348,10 @@ def _log_calibration(log):
         value = value.strip()
         if name is None or not value:
             continue
-        try:
-            found[name] = int(value) if name in ("mu_scaling", "rescale_type") else float(value)
+        try:  # codes lead their line ("2 (Density)"); units and descriptions stay text
+            found[name] = int(value.split()[0]) if name in ("mu_scaling", "rescale_type") else float(value)
         except ValueError:
-            found[name] = value  # units and descriptions
+            found[name] = value
     return found
 
 

@@ -10,10 +10,11 @@ from .lazy import stack_planes
 from .units import length_to_um
 
 SLICE_SUFFIXES = {".tif", ".tiff", ".png", ".bmp", ".jpg", ".jpeg"}
-# Bruker SkyScan logs, most specific first: NRecon writes the reconstructed voxel size under
-# [Reconstruction]; [Acquisition] holds the projections' pixel size, which differs when the
-# reconstruction was resized.
-_SKYSCAN_KEYS = (("Reconstruction", "Pixel Size (um)"), ("Acquisition", "Image Pixel Size (um)"))
+# Bruker SkyScan logs, most specific first: NRecon writes the reconstructed voxel size as
+# "Pixel Size (um)" under [Reconstruction]; "Image Pixel Size (um)" (under [Acquisition] in
+# scanner logs, anywhere in others) is the projections' pixel size, which differs when the
+# reconstruction was resized. (section or None for any, key), lower-case.
+_SKYSCAN_KEYS = (("reconstruction", "pixel size (um)"), (None, "image pixel size (um)"))
 _SECTION = re.compile(r"^\s*\[(.+?)\]\s*$")
 
 
@@ -112,36 +113,36 @@ def skyscan_spacing(folder):
         The log file, section and key the size was read from.
     notes : list of str
     """
-    found = {}  # entry of _SKYSCAN_KEYS -> (µm, log name); the first log in name order wins
+    found = {}  # entry of _SKYSCAN_KEYS -> (µm, where); the first log in name order wins
     for log in sorted(Path(folder).glob("*.log"), key=lambda p: natural_key(p.name)):
         try:
             text = log.read_text(errors="replace")
         except OSError:
             continue
         for section, key, value in _log_entries(text):
-            entry = next((e for e in _SKYSCAN_KEYS if (section, key) == (e[0].lower(), e[1].lower())), None)
+            low = (section.lower(), key.lower())
+            entry = next((e for e in _SKYSCAN_KEYS if low[1] == e[1] and e[0] in (None, low[0])), None)
             size = length_to_um(value, "um") if entry else None
             if size and entry not in found:
-                found[entry] = (size, log.name)
+                found[entry] = (size, f"{log.name}, [{section}] {key}" if section else f"{log.name}, {key}")
     if not found:
         return {}, None, []
-    entry = next(e for e in _SKYSCAN_KEYS if e in found)
-    size, name = found[entry]
+    size, where = found[next(e for e in _SKYSCAN_KEYS if e in found)]
     notes = [
         f"reconstructed voxel size {size:g} µm differs from the projections' {other:g} µm (resized reconstruction)"
         for other, _ in found.values()
         if abs(other - size) > 1e-3 * size
     ]
-    return {"X": size, "Y": size, "Z": size}, f"SkyScan log ({name}, [{entry[0]}] {entry[1]})", notes
+    return {"X": size, "Y": size, "Z": size}, f"SkyScan log ({where})", notes
 
 
 def _log_entries(text):
-    """``(section, key, value)`` for each ``key=value`` line of an INI-style log; names lower-cased."""
+    """``(section, key, value)`` for each ``key=value`` line of an INI-style log."""
     section = ""
     for line in text.splitlines():
         header = _SECTION.match(line)
         if header:
-            section = header.group(1).strip().lower()
+            section = header.group(1).strip()
         elif "=" in line:
             key, value = line.split("=", 1)
-            yield section, key.strip().lower(), value.strip()
+            yield section, key.strip(), value.strip()
