@@ -34,7 +34,7 @@ TRABECULAR_PERIOD_UM = 500.0  # gyroid sheets about 40 µm thick, BV/TV about 0.
 GYROID_HALF_WIDTH = 0.38
 
 # Grey values as fractions of full scale: soft tissue, marrow, tumour, bone, woven bone.
-SOFT, MARROW, TUMOUR, BONE = 0.10, 0.16, 0.18, 0.85
+SOFT, MARROW, TUMOUR, BONE = 0.10, 0.12, 0.14, 0.85
 WOVEN_MINERAL = 0.9  # woven (blastic) bone is less mineralised than lamellar bone
 WOVEN = MARROW + WOVEN_MINERAL * (BONE - MARROW)
 

@@ -26,7 +26,7 @@ ARMS = {"vehicle": 1.0, "inactive": 1.0, "combination": 0.4}
 _MAX_LESION_MM2 = 0.5  # a larger area is split over more lesions, so they fit in the bone
 
 
-def lesion_radiograph(lytic_area_mm2, *, shape=(320, 160), pixel_size_um=25.0, seed=0):
+def lesion_radiograph(lytic_area_mm2, *, pixel_size_um=25.0, field_mm=(8.0, 4.0), seed=0):
     """A synthetic radiograph of a proximal mouse tibia with osteolytic lesions of a given area.
 
     The bone is a hollow cylinder seen from the side (cortex 150 µm, shaft 1.4 mm wide, flaring
@@ -41,10 +41,10 @@ def lesion_radiograph(lytic_area_mm2, *, shape=(320, 160), pixel_size_um=25.0, s
         Target total lesion area in mm² (0 for none, at most about 1.5), split over lesions of
         about 0.5 mm² at most that do not overlap and lie inside the marrow cavity of the
         metaphysis and upper diaphysis.
-    shape : tuple of int
-        Image size (rows, columns); the shaft runs along the rows.
     pixel_size_um : float
         Pixel size in µm; the anatomy keeps its size in µm.
+    field_mm : tuple of float
+        Field of view (height, width) in mm; the shaft runs along the height.
     seed : int
 
     Returns
@@ -56,6 +56,7 @@ def lesion_radiograph(lytic_area_mm2, *, shape=(320, 160), pixel_size_um=25.0, s
     if not (math.isfinite(lytic_area_mm2) and lytic_area_mm2 >= 0):
         raise ValueError(f"lytic_area_mm2 must be a non-negative number, got {lytic_area_mm2!r}")
     rng = np.random.default_rng(seed)
+    shape = tuple(round(1000 * f / pixel_size_um) for f in field_mm)
     y_um, x_um = (np.indices(shape, dtype=np.float64) + 0.5) * pixel_size_um
     height_um = shape[0] * pixel_size_um
     x_um -= shape[1] * pixel_size_um / 2

@@ -86,3 +86,17 @@ def touching(mask, seeds, *, structure=CUBE):
     hit[np.unique(labels[seeds & mask])] = True
     hit[0] = False
     return hit[labels]
+
+
+def difference(present, absent, min_voxels):
+    """Voxels of `present` not in `absent`, ignoring the one-voxel tolerance band.
+
+    The band holds the differing voxels that lie within one voxel both of `absent` and of the
+    outside of `present`: where the two surfaces run side by side, a jitter of the surface
+    between two scans. Differences keep the band voxels next to their core, so only those
+    confined to the band vanish; components below `min_voxels` are dropped.
+    """
+    diff = present & ~absent
+    band = diff & ndi.binary_dilation(absent, CUBE) & ndi.binary_dilation(~present, CUBE)
+    core = diff & ~band
+    return remove_small(diff & ndi.binary_dilation(core, CUBE), min_voxels)

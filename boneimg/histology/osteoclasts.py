@@ -195,8 +195,14 @@ def _split(cells, spacing, split_um, min_area_um2):
     if split_um <= 0 or n == 0:
         return components.astype(np.int32)
     depth = ndi.distance_transform_edt(cells, sampling=spacing)
-    # one marker per plateau of the distance map that rises split_um above the neck around it
-    markers, _ = ndi.label(morphology.h_maxima(depth, split_um))
+    # One marker per dome of the distance map rising split_um or more above the necks around it:
+    # the cap of the dome above (its top - split_um) is one connected region, where the tops
+    # alone (skimage's h_maxima) may be several pixels apart on a symmetric dome.
+    residue = depth - morphology.reconstruction(depth - split_um, depth)
+    caps, n_caps = ndi.label(residue > 1e-6, structure=np.ones((3, 3)))
+    height = np.zeros(n_caps + 1)
+    height[1:] = ndi.maximum(residue, caps, np.arange(1, n_caps + 1))
+    markers = np.where(height[caps] >= split_um - 1e-6, caps, 0)
     pieces = segmentation.watershed(-depth, markers, mask=cells)
     # a piece smaller than a cell is a lobe of its neighbour, unless its whole cell is that small
     area = np.bincount(pieces.ravel()) * spacing[0] * spacing[1]

@@ -78,7 +78,17 @@ def _check_rgb(rgb):
 
 
 def _max_value(rgb):
-    return float(np.iinfo(rgb.dtype).max) if rgb.dtype.kind == "u" else 1.0
+    """Value of full white: 1.0 for floats, the dtype's maximum for uint8, and for wider unsigned
+    integers the bit depth the data actually uses (12-bit camera data stored in uint16 is 4095)."""
+    if rgb.dtype.kind != "u":
+        return 1.0
+    if rgb.dtype.itemsize == 1:
+        return 255.0
+    top = int(rgb.max()) if rgb.size else 0
+    for bits in (8, 10, 12, 14, 16, 32, 64):
+        if top <= 2 ** bits - 1:
+            return float(min(2 ** bits - 1, np.iinfo(rgb.dtype).max))
+    return float(np.iinfo(rgb.dtype).max)
 
 
 def optical_density(rgb, background):
@@ -164,8 +174,51 @@ def separate_stains(rgb, stains):
     ndarray of shape (M, N, 2), float32
         Concentration of each stain in ``stains.names`` order (0 where absent).
     """
-    od = optical_density(rgb, stains.background)
+    rgb = _check_rgb(rgb)
+    return np.stack([stain_amount(rgb, stains, i) for i in range(2)], axis=-1)
+
+
+def _unmixing(stains):
+    """Rows of the matrix taking optical density (R, G, B) to stain amounts."""
     residual = np.cross(stains.od[0], stains.od[1])
     basis = np.vstack([stains.od, _unit(residual)])  # complete the basis so the solve is square
-    concentrations = od.reshape(-1, 3) @ np.linalg.inv(basis).astype(np.float32)
-    return np.maximum(concentrations[:, :2], 0).reshape(*od.shape[:2], 2)
+    return np.linalg.inv(basis).T  # row i: weights of R, G, B for stain i
+
+
+def stain_amount(rgb, stains, index=0):
+    """Amount of one stain per pixel (optical-density units, >= 0), without an (M, N, 3) float copy.
+
+    Integer images go through one lookup table per channel (the optical density of every
+    possible value, already weighted), so the cost is three table look-ups per pixel.
+
+    Parameters
+    ----------
+    rgb : ndarray of shape (M, N, 3)
+        uint8, uint16 or float in [0, 1].
+    stains : StainVectors
+    index : int
+        Which stain of ``stains.names`` (0 = hematoxylin for "he" and "trap").
+
+    Returns
+    -------
+    ndarray of shape (M, N), float32
+    """
+    rgb = _check_rgb(rgb)
+    weights = _unmixing(stains)[index].astype(np.float32)
+    if rgb.dtype.kind == "u" and rgb.dtype.itemsize <= 2:
+        scale = _max_value(rgb)
+        values = np.arange(int(scale) + 1, dtype=np.float32)
+        out = np.zeros(rgb.shape[:2], np.float32)
+        for c in range(3):
+            table = _od_of(values / scale, stains.background[c] / scale) * weights[c]
+            out += table[rgb[..., c]]
+    else:
+        od = optical_density(rgb, stains.background)
+        out = od @ weights
+    return np.maximum(out, 0, out=out)
+
+
+def _od_of(intensity, i0):
+    """Optical density of relative intensities (same floor and clipping as optical_density)."""
+    intensity = np.maximum(np.asarray(intensity, np.float32), 1.0 / 255)
+    return np.maximum(-np.log10(intensity / np.float32(i0)), 0.0).astype(np.float32)

@@ -10,7 +10,7 @@ from ..errors import BoneImgError
 from .analyses import canonical_modality
 
 REQUIRED = ("path", "animal", "group")
-OPTIONAL = ("bone", "timepoint", "modality", "pixel_size_um")
+OPTIONAL = ("bone", "timepoint", "modality", "pixel_size_um", "reference")
 # What a GROUP/ANIMAL folder may hold as images; anything else (notes, tables) is left alone.
 IMAGE_SUFFIXES = (".tif", ".tiff", ".svs", ".ndpi", ".png", ".jpg", ".jpeg", ".bmp", ".nrrd",
                   ".nii", ".nii.gz")
@@ -23,10 +23,12 @@ def read_design(design):
     ----------
     design : str, os.PathLike or pandas.DataFrame
         A CSV file or DataFrame with one row per image and columns ``path``, ``animal``,
-        ``group`` and optionally ``bone``, ``timepoint``, ``modality``, ``pixel_size_um``; or a
-        folder laid out as ``GROUP/ANIMAL/image`` (a sub-folder inside ``ANIMAL`` is one image:
-        a micro-CT slice stack). Relative paths in a CSV are relative to the CSV's folder, in a
-        DataFrame to the working directory.
+        ``group`` and optionally ``bone``, ``timepoint``, ``modality``, ``pixel_size_um`` and
+        ``reference`` (an aligned lesion-free image of the same bone, a baseline scan or the
+        mirrored contralateral limb, passed to the analysis as ``reference=``); or a folder laid
+        out as ``GROUP/ANIMAL/image`` (a sub-folder inside ``ANIMAL`` is one image: a micro-CT
+        slice stack). Relative paths in a CSV are relative to the CSV's folder, in a DataFrame
+        to the working directory.
 
     Returns
     -------
@@ -78,6 +80,8 @@ def _validated(table, base, source):
         if len(empty):
             raise BoneImgError(f"design row {_row(empty[0])} has no {column}", path=where)
     table["path"] = [os.path.normpath(base / p) for p in table["path"]]
+    if "reference" in table:
+        table["reference"] = [os.path.normpath(base / p) if p else "" for p in table["reference"]]
     twice = table["path"][table["path"].duplicated()]
     if len(twice):
         raise BoneImgError(f"design row {_row(twice.index[0])} lists {twice.iloc[0]} a second time", path=where)
@@ -129,9 +133,10 @@ def _entries(folder, *, folders_only):
 
 
 def input_folders(design, source):
-    """The folders the study reads from: every image's folder (a slice folder itself) and a
-    design folder."""
-    folders = {Path(p) if Path(p).is_dir() else Path(p).parent for p in design["path"]}
+    """The folders the study reads from: every image's and reference's folder (a slice folder
+    itself) and a design folder."""
+    paths = [*design["path"], *(p for p in design.get("reference", ()) if p)]
+    folders = {Path(p) if Path(p).is_dir() else Path(p).parent for p in paths}
     if Path(source).is_dir():
         folders.add(Path(source))
     return sorted(folders)

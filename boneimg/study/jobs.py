@@ -43,7 +43,9 @@ class ImageJob:
     modality : str or None
         From the design; None to take the one the file records.
     pixel_size_um : float or None
-        From the design, overriding the file.
+        From the design, overriding the file (and the reference's).
+    reference : str or None
+        A lesion-free image of the same bone, passed to the analysis as ``reference=``.
     analyses : dict
         modality -> (Analysis, parameters): what to run once the modality is known.
     spec : dict
@@ -54,6 +56,7 @@ class ImageJob:
     key: str
     modality: str | None
     pixel_size_um: float | None
+    reference: str | None
     analyses: dict
     spec: dict
 
@@ -64,11 +67,13 @@ def make_job(row, analyses):
     modality = row.get("modality") or None
     pixel_size = row.get("pixel_size_um", math.nan)
     pixel_size = None if math.isnan(pixel_size) else float(pixel_size)
+    reference = row.get("reference") or None
     digest = hashlib.sha1(path.encode()).hexdigest()[:10]
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).name)[:60]
-    spec = {"path": path, "input": _fingerprint(path), "modality": modality,
-            "pixel_size_um": pixel_size, "software": __version__}
-    return ImageJob(path, f"{stem}-{digest}", modality, pixel_size, analyses, spec)
+    spec = {"path": path, "input": _fingerprint(path), "modality": modality, "pixel_size_um": pixel_size,
+            "reference": reference, "reference_input": reference and _fingerprint(reference),
+            "software": __version__}
+    return ImageJob(path, f"{stem}-{digest}", modality, pixel_size, reference, analyses, spec)
 
 
 def _fingerprint(path):
@@ -100,8 +105,7 @@ def run_job(job):
         The QC overlay.
     """
     start = time.perf_counter()
-    record = {"key": job.key, "spec": job.spec, "status": "failed", "reason": None, "modality": None,
-              "analysis": None, "spacing_um": None, "measurements": {}, "warnings": []}
+    record = failed_record(job, None)
     png = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # independent of the caller's filters
@@ -115,6 +119,9 @@ def run_job(job):
             analysis, params = job.analyses[image.modality]
             record.update(modality=image.modality, analysis=analysis_entry(analysis, params),
                           spacing_um=image.spacing_um and list(image.spacing_um))
+            if job.reference is not None:
+                params = {**params, "reference": load(job.reference, pixel_size_um=job.pixel_size_um,
+                                                      modality=image.modality)}
             result = analysis.analyze(image, params)
             record["measurements"] = _plain_measurements(result.measurements)
             record["status"] = "ok"
@@ -125,6 +132,12 @@ def run_job(job):
     record["warnings"] += list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
     record["seconds"] = time.perf_counter() - start
     return record, png
+
+
+def failed_record(job, reason):
+    """The record of an image that was not analysed (yet), and why."""
+    return {"key": job.key, "spec": job.spec, "status": "failed", "reason": reason, "modality": None,
+            "analysis": None, "spacing_um": None, "measurements": {}, "warnings": []}
 
 
 def _overlay(analysis, image, result, record):

@@ -2,6 +2,7 @@
 
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+import json
 import multiprocessing
 import numbers
 import os
@@ -16,11 +17,11 @@ from ..io.atomic import atomic_path
 from ..io.write import provenance, save_table
 from .analyses import registered_analyses
 from .design import check_out_dir, choose_control, read_design
-from .jobs import is_done, load_record, make_job, run_job, save_result
+from .jobs import failed_record, is_done, load_record, make_job, run_job, save_result
 from .settings import resolve_settings
 from .stats import aggregate_animals, numeric_measurements, treatment_effects
 
-DESIGN_COLUMNS = ("group", "animal", "bone", "timepoint")
+DESIGN_COLUMNS = ("group", "animal", "bone", "timepoint", "reference")
 
 
 @dataclass
@@ -70,8 +71,9 @@ def run_study(design, out_dir, *, settings=None, workers=None, scheduler=None, q
     ----------
     design : str, os.PathLike or pandas.DataFrame
         A CSV file or DataFrame with one row per image and columns ``path``, ``animal``,
-        ``group`` (optional ``bone``, ``timepoint``, ``modality``, ``pixel_size_um``), or a
-        folder laid out as ``GROUP/ANIMAL/image``. See :func:`boneimg.study.design.read_design`.
+        ``group`` (optional ``bone``, ``timepoint``, ``modality``, ``pixel_size_um``,
+        ``reference``), or a folder laid out as ``GROUP/ANIMAL/image``. See
+        :func:`boneimg.study.design.read_design`.
     out_dir : str or os.PathLike
         Output folder; it must not lie inside a folder holding input images. Running again on
         the same folder resumes: images already done are not analysed again and the results are
@@ -82,7 +84,9 @@ def run_study(design, out_dir, *, settings=None, workers=None, scheduler=None, q
         Local worker processes (default: one per CPU core); 1 analyses in this process.
     scheduler : str, optional
         Address of a Dask distributed scheduler (``tcp://host:8786``): the images are analysed
-        on that cluster's workers, which must reach the input paths. Not with `workers`.
+        on that cluster's workers, which need boneimg installed, must reach the input paths, and
+        are best started with one thread each (``dask worker ADDRESS --nthreads 1 --nworkers
+        N``). Results come back to this process, which writes them. Not with `workers`.
     quiet : bool
         No progress bar and no messages.
     **params
@@ -101,22 +105,22 @@ def run_study(design, out_dir, *, settings=None, workers=None, scheduler=None, q
         If the design, settings or out_dir are invalid. An image that cannot be analysed does not
         raise: it is listed in ``failures.csv`` and the study goes on.
     """
-    resolved = resolve_settings(settings, **params)
-    table, source = read_design(design)
-    check_out_dir(out_dir, table, source)
-    control, how = choose_control(table, resolved["study"]["control"])
     if scheduler is not None and workers is not None:
         raise BoneImgError("give either workers (local processes) or scheduler (a Dask cluster), not both")
     if workers is not None and not (isinstance(workers, numbers.Integral) and workers >= 1):
         raise BoneImgError(f"workers must be a positive integer, got {workers!r}")
+    resolved = resolve_settings(settings, **params)
+    table, source = read_design(design)
+    check_out_dir(out_dir, table, source)
+    control, how = choose_control(table, resolved["study"]["control"])
     say = _messenger(quiet)
     say(f"control group: {control} ({how}; choose another with control=... or --control)")
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    record = {"settings": resolved, "control": control,
-              "settings_file": None if settings is None else os.path.abspath(settings)}
-    _write_inputs(out, table, source, settings, record)
+    run_info = {"settings": resolved, "control": control,
+                "settings_file": None if settings is None else os.path.abspath(settings)}
+    _write_inputs(out, table, source, settings, run_info)
     analyses = {m: (a, resolved["analyses"].get(m, {})) for m, a in registered_analyses().items()}
     jobs = [make_job(row, analyses) for row in table.to_dict("records")]
     todo = [job for job in jobs if not is_done(load_record(out, job), job)]
@@ -132,7 +136,7 @@ def run_study(design, out_dir, *, settings=None, workers=None, scheduler=None, q
     effects = treatment_effects(animals, numeric, control=control, **options)
     study = Study(out, images, animals, effects, failures, control, resolved)
     for name, frame in (("images", images), ("animals", animals), ("effects", effects), ("failures", failures)):
-        save_table(out / f"{name}.csv", frame, source=source, parameters=record)
+        save_table(out / f"{name}.csv", frame, source=source, parameters=run_info)
     from .report import write_report
 
     write_report(study, source=source)
@@ -141,23 +145,23 @@ def run_study(design, out_dir, *, settings=None, workers=None, scheduler=None, q
 
 
 def _messenger(quiet):
+    from tqdm import tqdm
+
     def say(message):
-        if not quiet:
-            print(f"boneimg study: {message}", file=sys.stderr, flush=True)
+        if not quiet:  # tqdm.write keeps a progress bar on screen intact
+            tqdm.write(f"boneimg study: {message}", file=sys.stderr)
     return say
 
 
-def _write_inputs(out, table, source, settings, record):
+def _write_inputs(out, table, source, settings, run_info):
     """Keep what the study ran on: the design, a copy of the settings file and the provenance."""
-    import json
-
     with atomic_path(out / "design.csv") as tmp:
         table.to_csv(tmp, index=False)
     if settings is not None:
         with atomic_path(out / f"settings{Path(settings).suffix.lower()}") as tmp:
             shutil.copyfile(settings, tmp)
     with atomic_path(out / "study.json") as tmp:
-        tmp.write_text(json.dumps(provenance(source, record, n_images=len(table)), indent=1), encoding="utf-8")
+        tmp.write_text(json.dumps(provenance(source, run_info, n_images=len(table)), indent=1), encoding="utf-8")
 
 
 def _analyse(todo, out, *, total, workers, scheduler, quiet, say):
@@ -174,14 +178,14 @@ def _analyse(todo, out, *, total, workers, scheduler, quiet, say):
     failed = 0
     with tqdm(total=total, initial=total - len(todo), unit="image", desc="boneimg study",
               disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
-        for job, (record, png) in _results(todo, workers, scheduler):
+        for job, (record, png) in _results(todo, workers, scheduler, say):
             save_result(out, job, record, png)
             failed += record["status"] != "ok"
             bar.set_postfix(failed=failed, refresh=False)
             bar.update()
 
 
-def _results(jobs, workers, scheduler):
+def _results(jobs, workers, scheduler, say):
     """Yield ``(job, run_job(job))`` as the jobs finish, in this process, local processes or on
     a Dask cluster."""
     if scheduler is not None:
@@ -192,6 +196,9 @@ def _results(jobs, workers, scheduler):
         except (OSError, TimeoutError) as exc:
             raise BoneImgError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
         with client:
+            if max(client.nthreads().values(), default=1) > 1:
+                say("note: the Dask workers run several threads each; start them with --nthreads 1 "
+                    "(and --nworkers N) so each image's warnings are recorded with that image")
             yield from _as_completed(client.get_executor(pure=False), jobs)
     elif workers == 1:
         for job in jobs:
@@ -206,19 +213,17 @@ def _as_completed(executor, jobs):
     futures = {executor.submit(run_job, job): job for job in jobs}
     try:
         for future in as_completed(futures):
-            job = futures[future]
+            job = futures.pop(future)  # so its result (and a cluster's copy of it) can be freed
             try:
-                yield job, future.result()
-            except Exception as exc:  # the worker, not the image, failed: record it, try again on a rerun
-                yield job, _worker_failure(job, exc)
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
-
-
-def _worker_failure(job, exc):
-    reason = f"the worker running this image failed ({type(exc).__name__}: {exc}); run the study again to retry"
-    return {"key": job.key, "spec": job.spec, "status": "failed", "reason": reason, "modality": None,
-            "analysis": None, "spacing_um": None, "measurements": {}, "warnings": []}, None
+                result = future.result()
+            except Exception as exc:  # the worker, not the image, failed: record it, retry on a rerun
+                result = failed_record(job, f"the worker running this image failed ({type(exc).__name__}: "
+                                            f"{exc}); run the study again to retry"), None
+            yield job, result
+    finally:  # on an error or interrupt, drop the jobs not yet started
+        for future in futures:
+            future.cancel()
+        executor.shutdown(wait=True)
 
 
 def _cpu_count():

@@ -100,8 +100,8 @@ def resolve_settings(path=None, **overrides):
         try:
             json.dumps(params, allow_nan=False)
         except (TypeError, ValueError):
-            raise BoneImgError(f"{modality} parameters must be plain numbers, strings, lists or "
-                               f"tables (they are recorded with the results), got {params!r}", path=where) from None
+            raise BoneImgError(f"{modality} parameters must be plain numbers, strings, lists or tables "
+                               f"(they are recorded with the results), got {params!r}", path=where) from None
     return {"study": study, "analyses": analyses}
 
 

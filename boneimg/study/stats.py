@@ -101,7 +101,8 @@ def treatment_effects(animals, measurements, *, control, test="parametric", conf
     for timepoint, table in animals.groupby("timepoint", sort=False) if timed else [(None, animals)]:
         for name in measurements:
             samples = {g: table.loc[table["group"] == g, name].dropna().to_numpy(float) for g in groups}
-            omnibus_test, omnibus_p = _omnibus(samples, test) if len(groups) > 2 else ("", np.nan)
+            omnibus_test, omnibus_p = (_omnibus(samples, test) if len(groups) > 2
+                                       else ("none: one group compared with the control", np.nan))
             family = []
             for arm in arms:
                 stream = zlib.crc32(f"{timepoint}\0{name}\0{arm}".encode())
@@ -158,11 +159,18 @@ def _compare(values, control, test, confidence, n_resamples, rng):
                    percent_change_ci_low_pct=percent, percent_change_ci_high_pct=percent,
                    test="not tested: no variation within the groups")
         return row
-    ci = stats.bootstrap((values, control), _effect_sizes, vectorized=True, n_resamples=n_resamples,
-                         confidence_level=confidence, method="BCa", rng=rng).confidence_interval
-    row.update(difference_ci_low=ci.low[0], difference_ci_high=ci.high[0])
-    if np.isfinite(percent):
-        row.update(percent_change_ci_low_pct=ci.low[1], percent_change_ci_high_pct=ci.high[1])
+    # With no lesion in any animal of the arm every resample gives -100 %: that is the interval.
+    with_percent = np.isfinite(percent) and np.any(values != 0)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a ratio not estimable from a resample: NaN
+        ci = stats.bootstrap((values, control), _effect_sizes if with_percent else _difference,
+                             vectorized=True, n_resamples=n_resamples, confidence_level=confidence,
+                             method="BCa", rng=rng).confidence_interval
+    low, high = np.atleast_1d(ci.low), np.atleast_1d(ci.high)
+    row.update(difference_ci_low=low[0], difference_ci_high=high[0])
+    if with_percent:
+        row.update(percent_change_ci_low_pct=low[1], percent_change_ci_high_pct=high[1])
+    elif np.isfinite(percent):
+        row.update(percent_change_ci_low_pct=percent, percent_change_ci_high_pct=percent)
     name = _TESTS[test][0]
     with warnings.catch_warnings():
         if np.ptp(values) == 0 or np.ptp(control) == 0:
@@ -177,11 +185,15 @@ def _compare(values, control, test, confidence, n_resamples, rng):
     return row
 
 
+def _difference(values, control, axis=-1):
+    """Difference of means, for scipy.stats.bootstrap."""
+    return np.mean(values, axis=axis) - np.mean(control, axis=axis)
+
+
 def _effect_sizes(values, control, axis=-1):
     """Difference of means and percent change of the mean, for scipy.stats.bootstrap."""
-    a, b = np.mean(values, axis=axis), np.mean(control, axis=axis)
-    with np.errstate(divide="ignore", invalid="ignore"):  # a resampled control mean of 0
-        return np.stack([a - b, 100 * (a - b) / b])
+    difference = _difference(values, control, axis)
+    return np.stack([difference, 100 * difference / np.mean(control, axis=axis)])
 
 
 def _omnibus(samples, test):

@@ -1,0 +1,382 @@
+"""Micro-CT analysis of a long bone: segmentation, compartments, lesions and perforations.
+
+:func:`analyze_ct` runs in one of two modes, recorded on the result:
+
+- "reference": an aligned lesion-free volume of the same bone (baseline scan or mirrored
+  contralateral bone) is given. With R its bone mask and S the sample's, osteolytic bone is
+  R and not S, osteoblastic bone S and not R; differences lying only in the one-voxel tolerance
+  band where the surfaces of R and S meet are ignored (jitter of the surface between two scans),
+  and so are components below ``min_lesion_volume_mm3``. Lytic bone is split by the reference's
+  compartments into trabecular (Tb) and cortical (Ct), blastic bone into marrow (Ma, inside the
+  reference's periosteal envelope) and periosteal (Ps).
+- "no-reference": lesions are flagged against the bone expected from the bone itself
+  (:mod:`.expected`); volumes are estimates.
+
+The lesion class compares each volume with the reference tissue volume TV (inside the
+periosteal envelope): above ``class_threshold_pct`` % of TV a lesion type is present (see
+:func:`class_threshold_pct` to set it from control animals).
+"""
+
+from dataclasses import dataclass, field
+import math
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..errors import BoneImgError
+from ..io.image import Image, as_image
+from .cortex import compartments, cortical_geometry, find_perforations, shell_thickness
+from .expected import expected_changes
+from .masks import CUBE, difference
+from .segment import grey_values, require_memory, segment_grey
+
+CT_DEFAULTS = {
+    # segmentation (see boneimg.ct.segment.segment_bone)
+    "threshold": None,
+    "threshold_mg_cm3": None,
+    "calibration": None,
+    "method": "iso50",
+    "smooth_sigma_um": None,
+    # region for the trabecular morphometry (default: the marrow compartment)
+    "roi": None,
+    # lesions
+    "min_lesion_volume_mm3": 1e-4,
+    "min_lesion_area_mm2": 0.005,  # for a 2-D slice
+    "class_threshold_pct": 1.0,
+    # compartments (see boneimg.ct.cortex.compartments)
+    "envelope_closing_um": 250.0,
+    "cortex_min_thickness_um": 50.0,
+    "cortical_pore_um": 30.0,
+    # no-reference mode (see boneimg.ct.expected.expected_changes)
+    "void_factor": 2.0,
+    "trabecular_zone_um": 300.0,
+    "blastic_min_thickness_um": 120.0,
+}
+MORPHOMETRY_KEYS = ("BV/TV_pct", "Tb.Th_um", "Tb.Sp_um", "Tb.N_per_mm", "BS/BV_per_mm", "Conn.D_per_mm3")
+# peak working memory per voxel: grey values, masks, distance maps and labels
+BYTES_PER_VOXEL = 80
+
+
+@dataclass
+class CTResult:
+    """Result of :func:`analyze_ct`.
+
+    Attributes
+    ----------
+    bone : ndarray of bool
+        Bone mask of the image, same shape.
+    lesions : ndarray of uint8
+        0 none, 1 osteolytic, 2 osteoblastic. In no-reference mode, 1 marks missing cortex and
+        trabecular voids (where bone is missing), 2 the new bone.
+    measurements : dict
+        Symbol -> value (see :func:`analyze_ct`).
+    compartments : ndarray of uint8
+        0 outside the bone, 1 cortical, 2 marrow compartment: the compartments that split the
+        lesions (the reference's in reference mode).
+    perforations : ndarray of int32
+        One label per cortical perforation.
+    perforation_areas_mm2 : list of float
+        Cross-section of each perforation, in label order.
+    mode : str
+        "reference" or "no-reference".
+    threshold : float
+        Grey-value threshold of the segmentation (NaN when there was none).
+    method : str
+        How the threshold was chosen.
+    parameters : dict
+        Every parameter of the analysis, defaults included.
+    voxel_size_um : tuple of float
+    notes : dict
+        Measurement (or "segmentation", "compartments", "lesions") -> why it is NaN or what
+        the analysis had to assume.
+    """
+
+    bone: np.ndarray
+    lesions: np.ndarray
+    measurements: dict
+    compartments: np.ndarray
+    perforations: np.ndarray
+    perforation_areas_mm2: list
+    mode: str
+    threshold: float
+    method: str
+    parameters: dict
+    voxel_size_um: tuple
+    notes: dict = field(default_factory=dict)
+
+
+def class_threshold_pct(control_pct, *, k=3.0, floor_pct=1.0):
+    """Lesion-class threshold from control bones: mean + k SD of their lesion % of TV.
+
+    Parameters
+    ----------
+    control_pct : sequence of float
+        ``Lytic.V/TV_pct`` (or blastic) measured on lesion-free control bones, e.g. baseline
+        vs follow-up of control animals (the change a lesion must exceed).
+    k : float
+        Number of standard deviations.
+    floor_pct : float
+        The threshold is never below this (1 % of TV).
+
+    Returns
+    -------
+    float
+        Threshold in % of TV, for ``analyze_ct(..., class_threshold_pct=...)``.
+    """
+    values = np.asarray(control_pct, dtype=float)
+    if values.size < 2 or not np.isfinite(values).all():
+        raise BoneImgError(f"need at least 2 finite control values in % of TV, got {control_pct!r}")
+    return max(float(floor_pct), float(values.mean() + k * values.std(ddof=1)))
+
+
+def lesion_class(lytic_pct, blastic_pct, threshold_pct):
+    """"osteolytic", "osteoblastic", "mixed" or "none" from lesion volumes in % of TV."""
+    lytic = bool(lytic_pct > threshold_pct)  # NaN compares False
+    blastic = bool(blastic_pct > threshold_pct)
+    return {(False, False): "none", (True, False): "osteolytic",
+            (False, True): "osteoblastic", (True, True): "mixed"}[(lytic, blastic)]
+
+
+def analyze_ct(image, *, voxel_size_um=None, reference=None, **params):
+    """Bone, compartments, morphometry, lesions and cortical perforations of a micro-CT scan.
+
+    Parameters
+    ----------
+    image : Image or ndarray of shape (P, M, N) or (M, N)
+        Grey values (bone bright; any integer or float dtype, signed HU included) of a long
+        bone with its long axis along the first axis, or one cross-section.
+    voxel_size_um : float or sequence of float, optional
+        Voxel size in µm (overrides the Image's); required when the image does not carry it.
+    reference : Image or ndarray, optional
+        Aligned lesion-free volume of the same bone (baseline, or the mirrored contralateral
+        bone), same shape: grey values, segmented with the sample's threshold (taken from the
+        reference when automatic), or a boolean bone mask.
+    **params
+        Any of :data:`CT_DEFAULTS`: ``threshold`` (grey value), ``threshold_mg_cm3`` with
+        ``calibration`` (:class:`~boneimg.ct.segment.DensityCalibration`), ``method``
+        ("iso50"/"otsu"/"multiotsu"), ``smooth_sigma_um``; ``roi`` (boolean mask for the trabecular
+        morphometry, default the marrow compartment); ``min_lesion_volume_mm3`` (2-D:
+        ``min_lesion_area_mm2``); ``class_threshold_pct``; compartment and no-reference
+        settings in µm (see :func:`boneimg.ct.cortex.compartments` and
+        :func:`boneimg.ct.expected.expected_changes`).
+
+    Returns
+    -------
+    CTResult
+        ``measurements`` (3-D): ``Lytic.V_mm3``, ``Lytic.Tb.V_mm3``, ``Lytic.Ct.V_mm3``,
+        ``Blastic.V_mm3``, ``Blastic.Ma.V_mm3``, ``Blastic.Ps.V_mm3``, ``TV_mm3``,
+        ``Lytic.V/TV_pct``, ``Blastic.V/TV_pct``, ``Lytic.N``, ``Blastic.N``,
+        ``lesion_class``, ``Ct.Perf.N``, ``Ct.Perf.Ar_mm2``, ``BV_mm3``, ``Ct.Th_um``,
+        ``Ct.Ar_mm2``, ``Tt.Ar_mm2``, ``Ma.Ar_mm2``, ``Ct.Ar/Tt.Ar_pct``, ``BMD_mgHA_cm3``,
+        ``TMD_mgHA_cm3`` and the :func:`~boneimg.bone_morphometry` keys of the trabecular
+        region. A 2-D slice reports areas (``Lytic.Ar_mm2``, ``T.Ar_mm2``, ...) and NaN
+        volumes. NaN values carry their reason in ``notes``.
+
+    Raises
+    ------
+    BoneImgError
+        Unknown parameter, colour image, unknown voxel size, a reference of another shape or
+        spacing, or a volume too large for the available memory.
+    """
+    p = _parameters(params)
+    img = as_image(image, pixel_size_um=voxel_size_um)
+    if img.axes not in ("zyx", "yx"):
+        raise BoneImgError(f"analyze_ct needs a grey-value volume or slice, got axes {img.axes!r}",
+                           path=img.path)
+    spacing = img.require_spacing("analyze_ct")
+    require_memory(img.spatial_shape, BYTES_PER_VOXEL * (2 if reference is not None else 1),
+                   what="analyze_ct")
+    two_d = img.ndim_spatial == 2
+    grey, grey_notes = grey_values(img.data)
+    ref = _reference_values(reference, img, spacing)
+    notes = {"segmentation": grey_notes} if grey_notes else {}
+
+    seg_kwargs = {k: p[k] for k in ("threshold", "threshold_mg_cm3", "calibration", "method",
+                                    "smooth_sigma_um")}
+    ref_seg = None
+    if ref is not None and ref.dtype != bool:
+        ref_seg = segment_grey(ref, spacing, **seg_kwargs)
+        if ref_seg.method not in ("binary input", "none") and p["threshold_mg_cm3"] is None:
+            seg_kwargs["threshold"] = ref_seg.threshold
+    seg = segment_grey(grey, spacing, **seg_kwargs)
+    method = seg.method
+    if ref_seg is not None and p["threshold"] is None and p["threshold_mg_cm3"] is None \
+            and ref_seg.method not in ("binary input", "none"):
+        method = f"{ref_seg.method} on the reference, applied to both"
+    for source in (seg, ref_seg):
+        if source is not None and source.notes:
+            notes.setdefault("segmentation", []).extend(source.notes)
+
+    # work on (z, y, x); a slice is a volume of one slice
+    spacing3 = (min(spacing), *spacing) if two_d else tuple(spacing)
+    bone = seg.bone[None] if two_d else seg.bone
+    ref_bone = None
+    if ref is not None:
+        ref_bone = ref if ref.dtype == bool else ref_seg.bone
+        ref_bone = ref_bone[None] if two_d else ref_bone
+    comp_kwargs = {k: p[k] for k in ("envelope_closing_um", "cortex_min_thickness_um", "cortical_pore_um")}
+    own = compartments(bone, spacing3, **comp_kwargs)
+    own_thickness = shell_thickness(own, spacing3)
+    cell_mm = float(np.prod(spacing)) / (1e6 if two_d else 1e9)
+    min_cells = max(1, math.ceil((p["min_lesion_area_mm2"] if two_d else p["min_lesion_volume_mm3"]) / cell_mm))
+
+    if ref_bone is not None:
+        mode = "reference"
+        split = compartments(ref_bone, spacing3, **comp_kwargs)
+        split_thickness = shell_thickness(split, spacing3)
+        lytic = difference(ref_bone, bone, min_cells)
+        blastic = difference(bone, ref_bone, min_cells)
+        sizes = {
+            "Lytic.Tb": (lytic & split.endosteal).sum(), "Lytic.Ct": (lytic & split.cortical).sum(),
+            "Blastic.Ma": (blastic & split.periosteal).sum(), "Blastic.Ps": (blastic & ~split.periosteal).sum(),
+        }
+        tissue = split.periosteal.sum()
+        perforations = find_perforations(bone, split, split_thickness, spacing3, lesion=lytic)
+        lesion_notes = split.notes
+    else:
+        mode = "no-reference"
+        split = own
+        flags = expected_changes(bone, own, spacing3, min_voxels=min_cells, **{
+            k: p[k] for k in ("void_factor", "trabecular_zone_um", "blastic_min_thickness_um")})
+        lytic = flags.cortical_loss | flags.trabecular_voids
+        blastic = flags.marrow_new_bone | flags.periosteal_new_bone
+        lost_trabecular = flags.trabecular_voids.sum() * np.nan_to_num(flags.expected_bv_tv)
+        sizes = {
+            "Lytic.Tb": lost_trabecular, "Lytic.Ct": flags.cortical_loss.sum(),
+            "Blastic.Ma": flags.marrow_new_bone.sum(), "Blastic.Ps": flags.periosteal_new_bone.sum(),
+        }
+        tissue = flags.expected_periosteal.sum()
+        perforations = find_perforations(bone, own, own_thickness, spacing3)
+        lesion_notes = own.notes + flags.notes
+    if lesion_notes:
+        notes["lesions"] = lesion_notes
+
+    measurements, value_notes = _measure(
+        two_d, bone, ref_bone, lytic, blastic, sizes, tissue, cell_mm, perforations, own, own_thickness,
+        spacing3, p)
+    measurements.update(_density(grey, seg.bone, own.periosteal[0] if two_d else own.periosteal,
+                                 p["calibration"], value_notes))
+    roi = own.endosteal[0] if two_d else own.endosteal
+    if p["roi"] is not None:
+        roi = _roi(p["roi"], grey.shape)
+    measurements.update(_trabecular_morphometry(seg.bone, roi, spacing, value_notes))
+    notes.update(value_notes)
+
+    labels = np.zeros(bone.shape, np.uint8)
+    labels[lytic] = 1
+    labels[blastic] = 2
+    squeeze = (lambda a: a[0]) if two_d else (lambda a: a)  # noqa: E731
+    recorded = {**p, "calibration": None if p["calibration"] is None else vars(p["calibration"]),
+                "roi": None if p["roi"] is None else "given"}
+    return CTResult(
+        bone=seg.bone, lesions=squeeze(labels), measurements=measurements,
+        compartments=squeeze(split.label_image()), perforations=squeeze(perforations.labels),
+        perforation_areas_mm2=[float(a) for a in perforations.areas_mm2], mode=mode,
+        threshold=seg.threshold, method=method, parameters=recorded, voxel_size_um=tuple(spacing),
+        notes=notes)
+
+
+def _parameters(params):
+    unknown = sorted(set(params) - set(CT_DEFAULTS))
+    if unknown:
+        raise BoneImgError(f"unknown analyze_ct parameter(s) {unknown}; valid: {sorted(CT_DEFAULTS)}")
+    p = {**CT_DEFAULTS, **params}
+    for key in ("min_lesion_volume_mm3", "min_lesion_area_mm2", "class_threshold_pct",
+                "envelope_closing_um", "cortex_min_thickness_um", "cortical_pore_um",
+                "void_factor", "trabecular_zone_um", "blastic_min_thickness_um"):
+        value = p[key]
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value) and value >= 0):
+            raise BoneImgError(f"{key} must be a finite number >= 0, got {value!r}")
+    return p
+
+
+def _reference_values(reference, img, spacing):
+    """The reference as float grey values or a bool mask, checked against the image."""
+    if reference is None:
+        return None
+    if isinstance(reference, Image):
+        if reference.spacing_um is not None and not np.allclose(reference.spacing_um, spacing):
+            raise BoneImgError(
+                f"the reference has voxel size {reference.spacing_um} µm but the image "
+                f"{tuple(spacing)} µm; resample it onto the image grid first")
+        data = reference.data
+    else:
+        data = reference
+    data = np.asarray(data)
+    if data.shape != img.spatial_shape:
+        raise BoneImgError(
+            f"the reference has shape {data.shape} but the image has shape {img.spatial_shape}; "
+            "give the aligned baseline or mirrored contralateral volume on the same grid")
+    return data if data.dtype == bool else grey_values(data)[0]
+
+
+def _roi(roi, shape):
+    roi = np.asarray(roi)
+    if roi.shape != shape or roi.dtype != bool:
+        raise BoneImgError(f"roi must be a boolean array of shape {shape}, got {roi.dtype} {roi.shape}")
+    return roi
+
+
+def _measure(two_d, bone, ref_bone, lytic, blastic, sizes, tissue, cell_mm, perforations, own,
+             own_thickness, spacing3, p):
+    size, tissue_key, bone_key, fraction = (
+        ("Ar_mm2", "T.Ar_mm2", "B.Ar_mm2", "Ar/T.Ar_pct") if two_d else ("V_mm3", "TV_mm3", "BV_mm3", "V/TV_pct"))
+    notes = {}
+    values = {f"{name}.{size}": float(count) * cell_mm for name, count in sizes.items()}
+    values[f"Lytic.{size}"] = values[f"Lytic.Tb.{size}"] + values[f"Lytic.Ct.{size}"]
+    values[f"Blastic.{size}"] = values[f"Blastic.Ma.{size}"] + values[f"Blastic.Ps.{size}"]
+    values[tissue_key] = float(tissue) * cell_mm
+    values[bone_key] = float(bone.sum()) * cell_mm
+    for name in ("Lytic", "Blastic"):
+        key = f"{name}.{fraction}"
+        if tissue > 0:
+            values[key] = 100 * values[f"{name}.{size}"] / values[tissue_key]
+        else:
+            values[key] = float("nan")
+            notes[key] = "no tissue volume: no bone found" + (" in the reference" if ref_bone is not None else "")
+    values["Lytic.N"] = int(ndi.label(lytic, structure=CUBE)[1])
+    values["Blastic.N"] = int(ndi.label(blastic, structure=CUBE)[1])
+    values["lesion_class"] = lesion_class(values[f"Lytic.{fraction}"], values[f"Blastic.{fraction}"],
+                                          p["class_threshold_pct"])
+    if tissue == 0:
+        notes["lesion_class"] = "no bone to classify: reported as none"
+    if two_d:
+        for key in ("Lytic.V_mm3", "Blastic.V_mm3"):
+            values[key] = float("nan")
+            notes[key] = "a 2-D slice has no volume: see the .Ar_mm2 areas"
+    values["Ct.Perf.N"] = perforations.count
+    values["Ct.Perf.Ar_mm2"] = float(np.nansum(perforations.areas_mm2))
+    geometry, geometry_notes = cortical_geometry(bone, own, own_thickness, spacing3)
+    values.update(geometry)
+    notes.update(geometry_notes)
+    return values, notes
+
+
+def _density(grey, bone, tissue, calibration, notes):
+    """BMD over the tissue inside the periosteal envelope and TMD over bone, in mg HA/cm³."""
+    keys = ("BMD_mgHA_cm3", "TMD_mgHA_cm3")
+    if calibration is None:
+        notes.update(dict.fromkeys(keys, "no density calibration: pass calibration=calibrate_density(...)"))
+        return dict.fromkeys(keys, float("nan"))
+    values = {}
+    for key, region in zip(keys, (tissue, bone)):
+        if region.any():
+            values[key] = float(calibration.to_density(grey[region].mean(dtype=np.float64)))
+        else:
+            values[key] = float("nan")
+            notes[key] = "no bone found"
+    return values
+
+
+def _trabecular_morphometry(bone, roi, spacing, notes):
+    """bone_morphometry of the bone inside `roi` (the marrow compartment by default)."""
+    try:
+        from .morphometry import bone_morphometry
+    except ImportError:
+        notes.update(dict.fromkeys(MORPHOMETRY_KEYS, "bone_morphometry is not available yet"))
+        return dict.fromkeys(MORPHOMETRY_KEYS, float("nan"))
+    if not roi.any():
+        notes.update(dict.fromkeys(MORPHOMETRY_KEYS, "empty trabecular region: no bone found"))
+        return dict.fromkeys(MORPHOMETRY_KEYS, float("nan"))
+    return bone_morphometry(bone & roi, spacing, roi=roi)

@@ -1,0 +1,360 @@
+"""Local thickness by largest inscribed spheres, exact on the voxel grid.
+
+Definition (Hildebrand & Rüegsegger 1997, J Microsc 185:67): the local thickness at a point p
+of a structure is the diameter of the largest sphere that contains p and lies inside the
+structure. On the voxel grid:
+
+- the sphere centred at voxel c has radius r(c), the Euclidean distance (in µm, with the voxel
+  size of each axis) from the centre of c to the nearest voxel centre of the other phase; the
+  open ball ``|q - c| < r(c)`` holds no voxel centre of the other phase;
+- the local thickness of voxel p is ``2 max{r(c) : |p - c| < r(c)}`` over the structure's voxels.
+
+This is BoneJ's convention (diameter = 2 x distance to the nearest background voxel centre):
+a plate t voxels thick reads t (t even) or t + 1 (t odd) voxels. ``subvoxel=True`` measures on
+a grid refined by 2 along each axis (see :func:`local_thickness`).
+
+Outside the analysed region (``roi``) and outside the array the image is unknown, neither
+phase. A sphere may reach into the unknown, but no further than a sphere of the same size that
+lies wholly in the known structure and can be slid to it without meeting the other phase: r(c)
+is the radius of the fully known spheres (unknown counted as the other phase) reconstructed
+(grey-level reconstruction by dilation, 3^n-connected, through the structure) under the radius
+with the unknown ignored. So a plate or rod crossing the region's edge reads its full thickness
+right up to the edge, while a plate or gap lying along the edge is read at its visible width and
+never at twice it (tools that ignore the array border read a plate lying on it at double width;
+tools that count the border as background read thinner near it).
+
+Algorithm: squared distances are exact (separable minimum over a window that grows until no
+voxel is left at the window's reach). Every structure voxel c is a sphere centre; among its
+neighbours with a sphere at least as large, the one whose sphere reaches furthest past c is its
+parent, and c writes its value only into the part of its sphere that the parent's sphere leaves
+uncovered (empty for most voxels). Writing in increasing order of radius leaves each voxel with
+the largest sphere that covers it: a voxel left out by c lies in the parent's sphere, whose
+value is at least c's, and so on up a chain that ends at a sphere written in full.
+"""
+
+import itertools
+import math
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ._inputs import binary_mask, region, voxel_size
+
+#: Refinement of the sphere centres' grid (per axis) in sub-voxel mode (odd: the coarse voxel
+#: centres stay on the fine grid).
+SUBVOXEL_FACTOR = 3
+# Flat indices written at once while painting (bounds the index buffer to ~64 MB).
+_CHUNK = 1 << 23
+
+
+def local_thickness(mask, voxel_size_um, *, roi=None, subvoxel=False):
+    """Local thickness of a structure: diameter of the largest inscribed sphere at each voxel.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (M, N) or (P, M, N)
+        The structure (bone for Tb.Th, marrow for Tb.Sp); a numeric array of 0 and one other
+        value is accepted. Inside `roi`, everything else is the other phase.
+    voxel_size_um : float or sequence of float
+        Voxel size in µm, one number or one per axis (anisotropic voxels are measured in µm).
+    roi : ndarray of bool, same shape as `mask`, optional
+        Analysed region; outside it (and outside the array) the image is unknown.
+    subvoxel : bool
+        Place sphere centres on a grid ``SUBVOXEL_FACTOR`` (3) times finer per axis, still
+        stopping spheres at the voxel centres of the other phase; a voxel's thickness is the
+        mean over its sub-voxels. Removes the loss from centres snapped to voxel centres
+        (rods and spheres read within about ±0.5 voxel instead of up to a voxel low) but
+        reads an axis-aligned plate of t voxels at about t + 1 (the other phase's voxel
+        centres lie half a voxel beyond its faces). Memory and time grow 3^n-fold.
+
+    Returns
+    -------
+    ndarray of float32, same shape as `mask`
+        Local thickness in µm on the structure inside the region, NaN elsewhere.
+
+    Notes
+    -----
+    Convention: diameter = 2 x distance from the sphere's centre voxel to the nearest voxel centre
+    of the other phase (BoneJ's). See the module docstring for the treatment of the unknown
+    outside `roi` and for the algorithm.
+    """
+    structure = binary_mask(mask, "mask")
+    spacing = voxel_size(voxel_size_um, structure.ndim)
+    known = region(roi, structure.shape)
+    inside = structure & known
+    other = known & ~structure
+    if subvoxel:
+        factor = SUBVOXEL_FACTOR
+        fine_inside, fine_known = inside, known
+        for axis in range(structure.ndim):
+            fine_inside, fine_known = (np.repeat(a, factor, axis=axis) for a in (fine_inside, fine_known))
+        fine_other = np.zeros_like(fine_inside)
+        fine_other[tuple(slice(factor // 2, None, factor) for _ in range(structure.ndim))] = other
+        diameter = _diameter_um(fine_inside, fine_other, fine_known, tuple(s / factor for s in spacing))
+        shape = [n for s in structure.shape for n in (s, factor)]
+        diameter = diameter.reshape(shape).mean(axis=tuple(range(1, 2 * structure.ndim, 2)))
+    else:
+        diameter = _diameter_um(inside, other, known, spacing)
+    diameter[~inside] = np.nan
+    return diameter
+
+
+def _diameter_um(inside, other, known, spacing):
+    """Local thickness in µm (float32) of the voxels `inside`; 0 elsewhere.
+
+    Spheres are centred on `inside`, stop at the points of `other`, and reach into the
+    unknown (``~known``) only as far as a fully known sphere of their size could be slid.
+    """
+    unit = min(spacing)
+    weights = _axis_weights(spacing)
+    pad = np.pad(inside, 1)
+    fully_known = squared_distance(np.pad(~(other | ~known), 1), weights)
+    fully_known *= pad
+    if not fully_known.any():
+        return np.zeros(inside.shape, dtype=np.float32)
+    # radius with the unknown ignored, needed only up to the largest fully known radius
+    top = fully_known.max()
+    cap = int(top) + 1 if fully_known.dtype.kind == "u" else float(top) * (1 + 1e-9)
+    reaching = squared_distance(np.pad(~other, 1, constant_values=True), weights, cap=cap)
+    reaching *= pad
+    radius = _reconstruct(fully_known, reaching)
+    del fully_known, reaching
+    # spheres may now reach past the array: pad by the largest radius
+    margin = int(math.isqrt(int(math.ceil(float(radius.max()) / min(weights))))) + 1
+    covering = max_covering(np.pad(pad, margin), np.pad(radius, margin), weights)
+    core = tuple(slice(margin + 1, margin + 1 + n) for n in inside.shape)
+    return (2 * unit) * np.sqrt(covering[core], dtype=np.float32)
+
+
+def _reconstruct(seed, mask):
+    """Grey-level reconstruction by dilation of `seed` under `mask` (``seed <= mask``)."""
+    footprint = np.ones((3,) * seed.ndim, dtype=bool)
+    current = seed
+    while True:
+        grown = np.minimum(ndi.maximum_filter(current, footprint=footprint), mask)
+        if np.array_equal(grown, current):
+            return current
+        current = grown
+
+
+def _axis_weights(spacing):
+    """Squared voxel size of each axis in units of the smallest; integers where they are."""
+    unit = min(spacing)
+    weights = [(s / unit) ** 2 for s in spacing]
+    if all(abs(w - round(w)) < 1e-9 for w in weights):
+        return tuple(int(round(w)) for w in weights)
+    return tuple(weights)
+
+
+def squared_distance(structure, weights, *, cap=None):
+    """Exact squared Euclidean distance from each structure voxel to the nearest other voxel.
+
+    Parameters
+    ----------
+    structure : ndarray of bool
+        The structure. Voxels beyond the array are ignored (pad with False to count them).
+    weights : tuple
+        Squared voxel size of each axis in a common unit: integers give an exact unsigned
+        integer result, floats a float64 one.
+    cap : int or float, optional
+        Compute only up to this value: larger distances come back as `cap`.
+
+    Returns
+    -------
+    ndarray
+        Squared distance in the unit of `weights` (0 outside the structure).
+    """
+    integer = all(isinstance(w, int) for w in weights)
+    fixed = cap is not None
+    reach = 7.0  # window half-width in the smallest voxel size, doubled until no voxel is left at it
+    while True:
+        if not fixed:
+            cap = reach * reach + 1  # every value below the cap is exact
+        if integer:
+            cap = int(math.ceil(cap))
+            dtype = np.uint8 if cap <= 0xFF else np.uint16 if cap <= 0xFFFF else np.uint32
+        else:
+            dtype = np.float64
+        squared = np.where(structure, dtype(cap), dtype(0))
+        for weight in weights:
+            # each pass works along the first axis, then rotates it to the end
+            squared = np.ascontiguousarray(np.moveaxis(_window_min(squared, weight, cap), 0, -1))
+        if fixed or not (squared >= cap).any():
+            return squared
+        reach = 2 * reach + 1
+
+
+def _window_min(values, weight, cap):
+    """``min_k values[i + k] + weight k²`` along axis 0 over ``weight k² < cap``, capped at `cap`."""
+    out = values.copy()
+    scratch = np.empty_like(values)
+    n = values.shape[0]
+    step = values.dtype.type
+    k = 1
+    while weight * k * k < cap and k < n:
+        add = step(weight * k * k)
+        # clip before adding so that unsigned sums stay below the cap (no overflow)
+        limit = step(cap - weight * k * k)
+        for dst, src in (((slice(k, None)), slice(None, -k)), (slice(None, -k), slice(k, None))):
+            buf = scratch[: n - k]
+            np.minimum(values[src], limit, out=buf)
+            buf += add
+            np.minimum(out[dst], buf, out=out[dst])
+        k += 1
+    return out
+
+
+def max_covering(structure, squared, weights):
+    """For each voxel, the largest squared radius among the spheres that cover it.
+
+    Parameters
+    ----------
+    structure : ndarray of bool
+        The structure, padded by one background voxel.
+    squared : ndarray
+        Its exact squared distance map (:func:`squared_distance`).
+    weights : tuple
+        Squared voxel size of each axis in the unit of `squared`.
+
+    Returns
+    -------
+    ndarray of the dtype of `squared`
+        ``max{squared[c] : |p - c|² < squared[c]}`` at each voxel p, 0 outside the structure.
+    """
+    ndim = structure.ndim
+    strides = np.array([int(np.prod(structure.shape[a + 1:])) for a in range(ndim)], dtype=np.int64)
+    offsets = np.array([o for o in itertools.product((-1, 0, 1), repeat=ndim) if any(o)])
+    lengths = np.sqrt((offsets * offsets) @ np.asarray(weights, dtype=np.float64))
+    if squared.dtype.kind == "u":  # integer squared distances order themselves
+        code, levels = squared, None
+    else:  # float ones are replaced by their rank among the distinct values
+        levels, code = np.unique(squared, return_inverse=True)
+        code = code.reshape(squared.shape)
+    parent_key, bits = _parents(code, offsets, lengths, strides, levels)
+
+    # every structure voxel is a sphere centre with a parent (id 0: none, the sphere is written whole)
+    centres = np.flatnonzero(structure.ravel())
+    own = code.ravel()[centres].astype(np.int64)
+    keys = parent_key.ravel()[centres].astype(np.int64)
+    parent_id = keys & ((1 << bits) - 1)
+    parent = np.where(parent_id > 0, keys >> (bits + 1), 0)
+    del keys
+    value_of = (lambda c: c.astype(np.float64)) if levels is None else (lambda c: levels[c])
+    templates = _Templates(value_of(np.arange(int(own.max()) + 1)), offsets, weights, strides,
+                           np.int32 if squared.size < 2**31 else np.int64)
+    # drop the centres whose sphere lies inside the parent's (empty template)
+    keep = (parent_id == 0) | (value_of(parent) <= templates.farthest[own, parent_id])
+    centres, own, parent, parent_id = centres[keep], own[keep], parent[keep], parent_id[keep]
+    # one template per (own radius, parent radius, parent): the part of the sphere the parent's
+    # sphere leaves uncovered; groups sorted so that radii increase
+    n_ids = len(offsets) + 1
+    n_codes = templates.values.size
+    group = (own * n_codes + parent) * n_ids + parent_id
+    order = np.argsort(group, kind="stable")
+    group, centres = group[order], centres[order].astype(templates.flat.dtype)
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    ends = np.r_[starts[1:], group.size]
+
+    covering = np.zeros(squared.size, dtype=squared.dtype)
+    for start, end in zip(starts, ends):
+        rest, pid = divmod(int(group[start]), n_ids)
+        own_code, parent_code = divmod(rest, n_codes)
+        template = templates.uncovered(own_code, parent_code, pid)
+        value = squared.dtype.type(templates.values[own_code])
+        members = centres[start:end]
+        per_chunk = max(1, _CHUNK // max(1, template.size))
+        for first in range(0, members.size, per_chunk):
+            covering[(members[first:first + per_chunk, None] + template[None, :]).ravel()] = value
+    return covering.reshape(squared.shape)
+
+
+class _Templates:
+    """Lattice points of a sphere minus a neighbour's sphere, as flat offsets.
+
+    `values[code]` is the squared radius of a code; `farthest[code, id]` the largest squared
+    distance from neighbour `id` to a lattice point of the sphere (a neighbour sphere larger
+    than that contains it).
+    """
+
+    def __init__(self, values, offsets, weights, strides, index_dtype):
+        self.values = values
+        w = np.asarray(weights, dtype=np.float64)
+        reach = int(math.isqrt(int(math.ceil(values[-1] / w.min())))) + 2
+        axes = [np.arange(-reach, reach + 1)] * len(strides)
+        grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(strides))
+        sq = _squared_length(grid, w)
+        by_size = np.argsort(sq, kind="stable")
+        self.grid, self.sq = grid[by_size], sq[by_size]
+        self.flat = (self.grid @ strides).astype(index_dtype)
+        self.offsets, self.weights = offsets, w
+        self.inside = np.searchsorted(self.sq, values, side="left")
+        farthest = np.full((values.size, len(offsets) + 1), -np.inf)
+        for code in np.flatnonzero(self.inside):
+            farthest[code, 1:] = self._distances(code).max(axis=0)
+        self.farthest = farthest
+        self._code = None
+
+    def _distances(self, code):
+        """Squared distance of each lattice point of sphere `code` to each neighbour centre."""
+        ball = self.grid[: self.inside[code]]
+        return _squared_length(ball[:, None, :] - self.offsets[None, :, :], self.weights)
+
+    def uncovered(self, code, parent, pid):
+        if code != self._code:  # groups come sorted by radius: one sphere at a time
+            self._dist = self._distances(code)
+            self._code = code
+        ball = self.flat[: self.inside[code]]
+        if pid == 0:
+            return ball
+        return ball[self._dist[:, pid - 1] >= self.values[parent]]
+
+
+def _squared_length(vectors, weights):
+    """``sum_i weights[i] v_i²`` over the last axis, summed in axis order as the distance map is."""
+    total = np.zeros(vectors.shape[:-1])
+    for axis, weight in enumerate(weights):
+        total += weight * vectors[..., axis].astype(np.float64) ** 2
+    return total
+
+
+def _parents(code, offsets, lengths, strides, levels=None):
+    """Per voxel, the neighbour whose sphere reaches furthest past its own, among the neighbours
+    after it in (radius, flat index) order.
+
+    `code` orders the radii: the squared distance itself, or its rank in `levels` (the distinct
+    squared distances) when those are not integers. Returns the key array
+    ``(2 code' + forward) << bits | id`` of each voxel's parent (id 1-based, 0: none) and `bits`.
+    """
+    bits = int(len(offsets)).bit_length()
+    top = (2 * int(code.max()) + 2) << bits
+    kt = np.uint16 if top <= 0xFFFF else np.uint32 if top <= 0xFFFFFFFF else np.uint64
+    base = code.astype(kt) << kt(bits + 1)  # (2 code) << bits
+    own_last = base | kt((1 << bits) - 1)  # a neighbour key above this comes after the voxel
+    best_score = np.full(code.shape, -np.inf, dtype=np.float32)
+    best_key = np.zeros(code.shape, dtype=kt)
+    group_max = np.empty(code.shape, dtype=kt)
+    candidate = np.empty(code.shape, dtype=kt)
+    score = np.empty(code.shape, dtype=np.float32)
+    better = np.empty(code.shape, dtype=bool)
+    for length in np.unique(lengths):
+        # the eligible neighbour at this distance with the largest radius (then the largest id)
+        group_max.fill(0)
+        for k in np.flatnonzero(lengths == length):
+            offset = offsets[k]
+            forward = int(offset @ strides > 0)
+            dst = tuple(slice(max(0, -o), code.shape[a] - max(0, o)) for a, o in enumerate(offset))
+            src = tuple(slice(max(0, o), code.shape[a] - max(0, -o)) for a, o in enumerate(offset))
+            np.add(base[src], kt((forward << bits) | (k + 1)), out=candidate[dst])
+            np.maximum(group_max[dst], candidate[dst], out=group_max[dst])
+        # how far the neighbour's sphere reaches past this voxel's centre
+        np.right_shift(group_max, kt(bits + 1), out=candidate)
+        if levels is None:
+            np.sqrt(candidate, out=score, dtype=np.float32)
+        else:
+            np.take(np.sqrt(levels).astype(np.float32), candidate, out=score)
+        score -= np.float32(length)
+        np.greater(group_max, own_last, out=better)
+        better &= score > best_score
+        np.copyto(best_score, score, where=better)
+        np.copyto(best_key, group_max, where=better)
+    return best_key, bits
