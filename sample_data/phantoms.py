@@ -183,9 +183,13 @@ def lesion_phantom(kind="mixed", *, voxel_size_um=10.0, length_um=1200.0, seed=0
     return Synthetic(image, truth)
 
 
-def radiograph(phantom, *, attenuation_per_mm=0.8, soft_tissue_per_mm=0.1, noise_sd=0.005,
-               blur_um=10.0, baseline=False, seed=0):
+def radiograph(phantom, *, attenuation_per_mm=0.8, soft_tissue_per_mm=0.1, limb_margin_um=1500.0,
+               noise_sd=0.005, blur_um=10.0, baseline=False, seed=0):
     """Project a synthetic CT phantom along y into a 2-D radiograph (bone is bright).
+
+    The limb around the bone is a soft-tissue cylinder (its axis along z) reaching
+    `limb_margin_um` beyond the CT field of view on either side in x, with 300 µm of air
+    beyond; the image is widened to hold it.
 
     Parameters
     ----------
@@ -195,7 +199,9 @@ def radiograph(phantom, *, attenuation_per_mm=0.8, soft_tissue_per_mm=0.1, noise
         Linear attenuation of cortical bone in 1/mm (about 0.8 at the 20-25 keV of a cabinet
         X-ray system).
     soft_tissue_per_mm : float
-        Attenuation of the soft tissue of the limb (an ellipse filling the field of view).
+        Attenuation of soft tissue in 1/mm.
+    limb_margin_um : float
+        Soft tissue beside the CT field of view, in µm.
     noise_sd : float
         Gaussian detector noise as a fraction of full scale.
     blur_um : float
@@ -209,21 +215,27 @@ def radiograph(phantom, *, attenuation_per_mm=0.8, soft_tissue_per_mm=0.1, noise
     Returns
     -------
     Synthetic
-        uint16 image of shape (z, x) with the phantom's spacing. ``truth["bone"]``: the
-        projected bone outline. For a lesion phantom also ``truth["lytic"]``: pixels inside the
-        outline where the lesions removed at least half of the baseline's bone along the ray
-        (radiolucent), with ``lytic_area_mm2`` and ``lytic_n`` (its connected components).
+        uint16 image of shape (z, x + margins) with the phantom's spacing.
+        ``truth["bone"]``: the projected bone outline. For a lesion phantom also
+        ``truth["lytic"]``: pixels inside the outline where the lesions removed at least half
+        of the baseline's bone along the ray (radiolucent), in components of at least
+        `min_lesion_area_mm2` 0.005 mm² (as the analysis counts lesions), with
+        ``lytic_area_mm2`` and ``lytic_n``.
     """
     dz, dy, dx = phantom.image.spacing_um
     truth = phantom.truth
     if baseline and "reference_mineral" not in truth:
         raise BoneImgError("baseline=True needs a lesion_phantom (it has a lesion-free baseline)")
-    mineral = truth.get("reference_mineral" if baseline else "mineral", truth["bone"])
-    path_mm = mineral.sum(axis=1, dtype=np.float64) * dy / 1000.0
-    nx = mineral.shape[2]
-    half_x = nx * dx / 2
-    x_um = (np.arange(nx) + 0.5) * dx - half_x
-    soft_mm = mineral.shape[1] * dy / 1000.0 * np.sqrt(np.clip(1 - (x_um / half_x) ** 2, 0, None))
+    pad = int(round((limb_margin_um + 300.0) / dx))
+
+    def bone_path_mm(mineral):
+        return np.pad(mineral.sum(axis=1, dtype=np.float64) * dy / 1000.0, ((0, 0), (pad, pad)))
+
+    path_mm = bone_path_mm(truth.get("reference_mineral" if baseline else "mineral", truth["bone"]))
+    nx = path_mm.shape[1]
+    x_um = (np.arange(nx) + 0.5) * dx - nx * dx / 2
+    limb_um = (nx - 2 * pad) * dx / 2 + limb_margin_um
+    soft_mm = 2 * np.sqrt(np.clip(limb_um ** 2 - x_um ** 2, 0, None)) / 1000.0
     signal = 1.0 - np.exp(-attenuation_per_mm * path_mm - soft_tissue_per_mm * soft_mm[None, :])
     rng = np.random.default_rng(seed)
     if blur_um > 0:
@@ -233,13 +245,18 @@ def radiograph(phantom, *, attenuation_per_mm=0.8, soft_tissue_per_mm=0.1, noise
     meta = {"format": "synthetic", "generator": "radiograph", "projection_axis": "y", "baseline": baseline}
     result = {"bone": path_mm > 0}
     if "reference_mineral" in truth:
-        reference_mm = truth["reference_mineral"].sum(axis=1, dtype=np.float64) * dy / 1000.0
+        reference_mm = bone_path_mm(truth["reference_mineral"])
         result["bone"] = (reference_mm > 0) | (path_mm > 0)
         if not baseline:
             lytic = (reference_mm > 0) & (reference_mm - path_mm >= 0.5 * reference_mm)
+            labels, n = ndi.label(lytic, structure=np.ones((3, 3), bool))
+            sizes = np.bincount(labels.ravel())
+            keep = sizes * dz * dx / 1e6 >= 0.005
+            keep[0] = False
+            lytic = keep[labels]
             result["lytic"] = lytic
             result["lytic_area_mm2"] = float(lytic.sum()) * dz * dx / 1e6
-            result["lytic_n"] = int(ndi.label(lytic)[1])
+            result["lytic_n"] = int(keep.sum())
     return Synthetic(Image(image, "yx", (dz, dx), "radiograph", meta), result)
 
 

@@ -171,12 +171,13 @@ class _Placer:
         return allowed is None or allowed[window][body].all()
 
     def add(self, cell, body=None):
+        """Record `cell`, drawn as its ellipse or as `body` (flat grid indices); return its index."""
         self.cells.append(cell)
         if body is None:
             window, body = self.window(cell, 0.0)
             self.owner[window][body] = len(self.cells)
         else:
-            self.owner[body] = len(self.cells)
+            self.owner.flat[body] = len(self.cells)
         return len(self.cells)
 
     def scatter(self, rng, kind, codes, density, size_um, stain, *, allowed=None, aspect=(0.65, 1.0),
@@ -213,79 +214,77 @@ def _osteoclasts(rng, placer, n_target, *, off_bone_fraction, pair_fraction, anu
     bone = regions == BONE
     soft = np.isin(regions, (SOFT, TUMOUR))
     sy, sx, ny, nx = _surface(bone, step)
-    from_bone = ndi.distance_transform_edt(~bone) * step
     if not len(sy):
         return
-    hosts = []
+    from_bone = ndi.distance_transform_edt(~bone) * step
+    halo = int(np.ceil(1.5 / step))  # nothing else within 1.5 µm of a cell, but a chosen neighbour
 
-    def body_of(cell):
-        window, ellipse = placer.window(cell, 0.0)
-        body = ellipse & soft[window]
-        labels, n = ndi.label(body)
+    def body_of(cell, on_bone, ignore=()):
+        """Flat grid indices of the cell's body, or None where it does not fit as a compact cell."""
+        window, _ = placer.window(cell, 2.0 + step)
+        yy, xx = np.mgrid[window] * step
+        body = cell.inside(yy, xx) & soft[window]
+        parts, n = ndi.label(body)
+        if n == 0:
+            return None
         if n > 1:  # a dome over a thin trabecula must not reappear on its far side
-            sizes = ndi.sum(body, labels, range(1, n + 1))
-            body = labels == 1 + int(np.argmax(sizes))
-        full = np.zeros(regions.shape, bool)
-        full[window] = body
-        return full, body.sum() * step ** 2
-
-    def try_place(cell, on_bone, ignore=()):
-        body, area = body_of(cell)
+            body = parts == 1 + int(np.argmax(ndi.sum_labels(body, parts, range(1, n + 1))))
+        if on_bone:  # a dome covers bone under about half its ellipse; less is a trabecula's tip
+            under = np.mean(bone[window][cell.inside(yy, xx)])
+            if not 0.3 <= under <= 0.7:
+                return None
         expected = np.pi * cell.a * cell.b * (0.5 if on_bone else 1.0)
-        owner = placer.owner[body]
-        if area < 0.7 * expected or not np.isin(owner, (0, *ignore)).all():
+        # a dome across the tip of a trabecula is notched deeply enough to look like two cells
+        if body.sum() * step ** 2 < 0.7 * expected or measure.regionprops(body.astype(np.uint8))[0].solidity < 0.88:
             return None
-        # nothing else within 1.5 µm of the cell either, except a deliberate neighbour
-        halo = ndi.binary_dilation(body, iterations=int(np.ceil(1.5 / step))) & ~body
-        if not np.isin(placer.owner[halo], (0, *ignore)).all():
+        near = ndi.binary_dilation(body, iterations=halo)
+        if not np.isin(placer.owner[window][near], (0, *ignore)).all():
             return None
-        return body
+        ys, xs = np.nonzero(body)
+        return np.ravel_multi_index((ys + window[0].start, xs + window[1].start), regions.shape)
 
-    def surface_cell(i):
-        a = rng.uniform(12, 28)
+    def surface_cell(i, a):
         y, x = sy[i] * step, sx[i] * step
         return _Cell("osteoclast", y + ny[i] * rng.uniform(-1, 1.5), x + nx[i] * rng.uniform(-1, 1.5), a,
                      rng.uniform(8, 12), np.arctan2(ny[i], nx[i]) + np.pi / 2, rng.uniform(0.35, 0.8),
                      on_bone=True)
 
+    hosts = []
     for _ in range(n_target * 30):
         if len(hosts) >= n_target:
             break
         if rng.random() < off_bone_fraction:
-            index = rng.integers(soft.size)
-            y, x = divmod(index, soft.shape[1])
+            y, x = divmod(int(rng.integers(soft.size)), soft.shape[1])
             a = rng.uniform(11, 20)
             cell = _Cell("osteoclast", y * step, x * step, a, a * rng.uniform(0.55, 0.9), rng.uniform(0, np.pi),
                          rng.uniform(0.35, 0.8))
-            if from_bone[y, x] < cell.a + 15 or not soft[y, x]:
+            if not soft[y, x] or from_bone[y, x] < cell.a + 15:
                 continue
-            body = try_place(cell, on_bone=False)
+            body = body_of(cell, on_bone=False)
             group = [(cell, body)] if body is not None else []
         else:
-            i = int(rng.integers(len(sy)))
-            cell = surface_cell(i)
-            body = try_place(cell, on_bone=True)
+            cell = surface_cell(int(rng.integers(len(sy))), rng.uniform(12, 28))
+            body = body_of(cell, on_bone=True)
             group = [(cell, body)] if body is not None else []
             if group and rng.random() < pair_fraction:
                 # a neighbour further along the surface, overlapping the thin tip of the first
                 a2 = rng.uniform(12, 24)
-                along = 0.8 * (cell.a + a2)
-                ty, tx = np.sin(cell.theta), np.cos(cell.theta)
-                distances = np.hypot(sy * step - cell.y - ty * along, sx * step - cell.x - tx * along)
+                along = 0.9 * (cell.a + a2)
+                distances = np.hypot(sy * step - cell.y - np.sin(cell.theta) * along,
+                                     sx * step - cell.x - np.cos(cell.theta) * along)
                 j = int(np.argmin(distances))
-                partner = surface_cell(j)
-                partner.a = a2
+                partner = surface_cell(j, a2)
                 first = placer.add(cell, body)
-                partner_body = try_place(partner, on_bone=True, ignore=(first,))
+                partner_body = body_of(partner, on_bone=True, ignore=(first,)) if distances[j] < 4 else None
                 placer.cells.pop()
-                placer.owner[body] = 0
-                if partner_body is not None and distances[j] < 4:
-                    shared = body & partner_body
-                    nearer_first = _normalised_distance(cell, shared, step) <= _normalised_distance(
-                        partner, shared, step)
-                    body[shared] = nearer_first[shared]
-                    partner_body &= ~body
-                    group.append((partner, partner_body))
+                placer.owner.flat[body] = 0
+                if partner_body is not None:
+                    shared = np.intersect1d(body, partner_body)
+                    ys, xs = np.unravel_index(shared, regions.shape)
+                    to_partner = shared[_normalised_distance(partner, ys, xs, step)
+                                        < _normalised_distance(cell, ys, xs, step)]
+                    body = np.setdiff1d(body, to_partner)
+                    group = [(cell, body), (partner, np.setdiff1d(partner_body, body))]
         for cell, body in group:
             hosts.append((placer.add(cell, body), cell, body))
 
@@ -294,7 +293,8 @@ def _osteoclasts(rng, placer, n_target, *, off_bone_fraction, pair_fraction, anu
     for (owner, cell, body), n_nuclei in zip(hosts, counts):
         if rng.random() < anuclear_fraction:
             continue  # a TRAP+ profile whose nuclei lie outside the plane of the section
-        inner = ndi.binary_erosion(body, iterations=int(np.ceil(_NUCLEUS_GAP_UM / step)))
+        mask = placer.owner == owner
+        inner = ndi.binary_erosion(mask, iterations=int(np.ceil(_NUCLEUS_GAP_UM / step)))
         ys, xs = np.nonzero(inner)
         placed = 0
         for index in rng.permutation(len(ys))[:80]:
@@ -303,17 +303,17 @@ def _osteoclasts(rng, placer, n_target, *, off_bone_fraction, pair_fraction, anu
             a = rng.uniform(3.0, 4.0)
             nucleus = _Cell("osteoclast_nucleus", ys[index] * step, xs[index] * step, a, a * rng.uniform(0.7, 0.95),
                             rng.uniform(0, np.pi), rng.uniform(0.45, 0.7), host=owner)
-            if placer.fits(nucleus, body, ignore=(owner,)):
+            if placer.fits(nucleus, mask, ignore=(owner,)):
                 placer.add(nucleus)
                 placed += 1
 
 
-def _normalised_distance(cell, mask, step):
-    ys, xs = np.nonzero(np.ones_like(mask))
+def _normalised_distance(cell, ys, xs, step):
+    """Elliptical distance (1 on the outline) of grid points from the centre of `cell`."""
     dy, dx = ys * step - cell.y, xs * step - cell.x
     u = dx * np.cos(cell.theta) + dy * np.sin(cell.theta)
     v = -dx * np.sin(cell.theta) + dy * np.cos(cell.theta)
-    return np.hypot(u / cell.a, v / cell.b).reshape(mask.shape)
+    return np.hypot(u / cell.a, v / cell.b)
 
 
 

@@ -52,7 +52,7 @@ def mask_area(image, *, min_pixels=1):
     dy, dx = image.require_spacing("a lesion area")
     return MaskResult(lesions.astype(np.uint8), {
         "Lytic.Ar_mm2": lesions.sum() * dy * dx / 1e6, "Lytic.N": n,
-        "lesion_class": "osteolytic" if n else "none"})
+        "lesion_class": "osteolytic" if n else "none", "method": {"min_pixels": np.int64(min_pixels)}})
 
 
 @pytest.fixture(scope="module")
@@ -136,17 +136,20 @@ def test_outputs_are_written_with_provenance(reference, synthetic):
     tables = read_tables(out)
     pd.testing.assert_frame_equal(tables["effects"], reference.effects, check_exact=True)
     pd.testing.assert_frame_equal(tables["animals"], reference.animals, check_exact=True)
-    assert tables["images"].columns.tolist()[-3:] == ["Lytic.Ar_mm2", "Lytic.N", "lesion_class"]
+    assert tables["images"].columns.tolist()[-4:] == ["Lytic.Ar_mm2", "Lytic.N", "lesion_class", "method"]
+    assert set(tables["images"]["method"]) == {'{"min_pixels": 1}'}  # details of the analysis, as JSON
     assert tables["failures"].empty and tables["failures"].columns.tolist()[-1] == "reason"
     provenance = json.loads((out / "study.json").read_text())
     assert provenance["parameters"]["settings"] == reference.settings
     assert provenance["source"] == str(synthetic[1])
     assert pd.read_csv(out / "design.csv")["path"].tolist() == reference.images["path"].tolist()
-    # one QC overlay per image, lesions drawn in red
-    overlays = sorted((out / "qc").glob("*.png"))
+    # one QC overlay per image, lesions outlined in red
+    overlays = sorted((out / "qc").glob("*.jpg"))
     assert len(overlays) == 48 == len(set(reference.images["qc_overlay"]))
-    picture = imagecodecs.png_decode((out / reference.images["qc_overlay"].iloc[0]).read_bytes())
-    assert picture.shape == (320, 160, 3) and np.all(picture == [255, 0, 0], axis=-1).any()
+    picture = imagecodecs.jpeg8_decode((out / reference.images["qc_overlay"].iloc[0]).read_bytes()).astype(int)
+    red = (picture[..., 0] > 200) & (picture[..., 1] < 80) & (picture[..., 2] < 80)
+    lesions = imagecodecs.imread(synthetic[0].truth["lesion_mask"].iloc[0]) > 0
+    assert picture.shape == (320, 160, 3) and red.any() and lesions[red].mean() > 0.9
 
 
 def test_report_is_self_contained(reference):

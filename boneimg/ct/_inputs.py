@@ -29,7 +29,7 @@ def binary_mask(mask, name, *, ndim=None):
     -------
     ndarray of bool
     """
-    data = getattr(mask, "data", mask) if type(mask).__name__ == "Image" else mask
+    data = mask
     if not hasattr(data, "shape") or not hasattr(data, "dtype"):
         data = np.asarray(data)
     expected = (ndim,) if ndim is not None else (2, 3)
@@ -88,7 +88,12 @@ def check_memory(shape, name):
 
 
 def _available_bytes():
+    """Memory the system can give without swapping (Linux MemAvailable), or None if unknown."""
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None

@@ -12,9 +12,11 @@
 - "no-reference": lesions are flagged against the bone expected from the bone itself
   (:mod:`.expected`); volumes are estimates.
 
-The lesion class compares each volume with the reference tissue volume TV (inside the
-periosteal envelope): above ``class_threshold_pct`` % of TV a lesion type is present (see
-:func:`class_threshold_pct` to set it from control animals).
+The lesion class compares each volume with the tissue volume inside the reference's periosteal
+envelope (the expected one without a reference), ``Ref.Tt.V_mm3``: above ``class_threshold_pct``
+% of it a lesion type is present (see :func:`class_threshold_pct` to set it from control
+animals). The trabecular morphometry keys (``TV_mm3``, ``BV/TV_pct``, ...) are those of
+:func:`~boneimg.bone_morphometry` on the marrow compartment (or ``roi``).
 """
 
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from ..io.image import Image, as_image
 from .cortex import compartments, cortical_geometry, find_perforations, shell_thickness
 from .expected import expected_changes
 from .masks import CUBE, difference
+from .morphometry import bone_morphometry
 from .segment import grey_values, require_memory, segment_grey
 
 CT_DEFAULTS = {
@@ -52,7 +55,6 @@ CT_DEFAULTS = {
     "trabecular_zone_um": 300.0,
     "blastic_min_thickness_um": 120.0,
 }
-MORPHOMETRY_KEYS = ("BV/TV_pct", "Tb.Th_um", "Tb.Sp_um", "Tb.N_per_mm", "BS/BV_per_mm", "Conn.D_per_mm3")
 # peak working memory per voxel: grey values, masks, distance maps and labels
 BYTES_PER_VOXEL = 80
 
@@ -106,31 +108,31 @@ class CTResult:
 
 
 def class_threshold_pct(control_pct, *, k=3.0, floor_pct=1.0):
-    """Lesion-class threshold from control bones: mean + k SD of their lesion % of TV.
+    """Lesion-class threshold from control bones: mean + k SD of their lesion % of tissue volume.
 
     Parameters
     ----------
     control_pct : sequence of float
-        ``Lytic.V/TV_pct`` (or blastic) measured on lesion-free control bones, e.g. baseline
-        vs follow-up of control animals (the change a lesion must exceed).
+        ``Lytic.V/Tt.V_pct`` (or blastic) measured on lesion-free control bones, e.g.
+        baseline vs follow-up of control animals (the change a lesion must exceed).
     k : float
         Number of standard deviations.
     floor_pct : float
-        The threshold is never below this (1 % of TV).
+        The threshold is never below this (1 % of the tissue volume).
 
     Returns
     -------
     float
-        Threshold in % of TV, for ``analyze_ct(..., class_threshold_pct=...)``.
+        Threshold in % of the tissue volume, for ``analyze_ct(..., class_threshold_pct=...)``.
     """
     values = np.asarray(control_pct, dtype=float)
     if values.size < 2 or not np.isfinite(values).all():
-        raise BoneImgError(f"need at least 2 finite control values in % of TV, got {control_pct!r}")
+        raise BoneImgError(f"need at least 2 finite control values in %, got {control_pct!r}")
     return max(float(floor_pct), float(values.mean() + k * values.std(ddof=1)))
 
 
 def lesion_class(lytic_pct, blastic_pct, threshold_pct):
-    """"osteolytic", "osteoblastic", "mixed" or "none" from lesion volumes in % of TV."""
+    """"osteolytic", "osteoblastic", "mixed" or "none" from lesion volumes in % of tissue volume."""
     lytic = bool(lytic_pct > threshold_pct)  # NaN compares False
     blastic = bool(blastic_pct > threshold_pct)
     return {(False, False): "none", (True, False): "osteolytic",
@@ -164,13 +166,16 @@ def analyze_ct(image, *, voxel_size_um=None, reference=None, **params):
     -------
     CTResult
         ``measurements`` (3-D): ``Lytic.V_mm3``, ``Lytic.Tb.V_mm3``, ``Lytic.Ct.V_mm3``,
-        ``Blastic.V_mm3``, ``Blastic.Ma.V_mm3``, ``Blastic.Ps.V_mm3``, ``TV_mm3``,
-        ``Lytic.V/TV_pct``, ``Blastic.V/TV_pct``, ``Lytic.N``, ``Blastic.N``,
-        ``lesion_class``, ``Ct.Perf.N``, ``Ct.Perf.Ar_mm2``, ``BV_mm3``, ``Ct.Th_um``,
-        ``Ct.Ar_mm2``, ``Tt.Ar_mm2``, ``Ma.Ar_mm2``, ``Ct.Ar/Tt.Ar_pct``, ``BMD_mgHA_cm3``,
-        ``TMD_mgHA_cm3`` and the :func:`~boneimg.bone_morphometry` keys of the trabecular
-        region. A 2-D slice reports areas (``Lytic.Ar_mm2``, ``T.Ar_mm2``, ...) and NaN
-        volumes. NaN values carry their reason in ``notes``.
+        ``Blastic.V_mm3``, ``Blastic.Ma.V_mm3``, ``Blastic.Ps.V_mm3``, ``Ref.Tt.V_mm3``,
+        ``Lytic.V/Tt.V_pct``, ``Blastic.V/Tt.V_pct``, ``Lytic.N``, ``Blastic.N``,
+        ``lesion_class``, ``Ct.Perf.N``, ``Ct.Perf.Ar_mm2`` (total), ``Ct.Th_um``,
+        ``Ct.Ar_mm2``, ``Tt.Ar_mm2``, ``Ma.Ar_mm2``, ``Ct.Ar/Tt.Ar_pct`` (cortical geometry of
+        the sample, see :func:`boneimg.ct.cortex.cortical_geometry`), ``BMD_mgHA_cm3``,
+        ``TMD_mgHA_cm3``, and the :func:`~boneimg.bone_morphometry` keys of the trabecular
+        region (``TV_mm3``, ``BV/TV_pct``, ``Tb.Th_um``, ``Tb.Sp.SD_um``, ``Tb.Sp.max_um``,
+        ...). A 2-D slice reports areas (``Lytic.Ar_mm2``, ``Ref.Tt.Ar_mm2``,
+        ``Lytic.Ar/Tt.Ar_pct``, ...) and NaN volumes. NaN values carry their reason in
+        ``notes``.
 
     Raises
     ------
@@ -320,14 +325,13 @@ def _roi(roi, shape):
 
 def _measure(two_d, bone, ref_bone, lytic, blastic, sizes, tissue, cell_mm, perforations, own,
              own_thickness, spacing3, p):
-    size, tissue_key, bone_key, fraction = (
-        ("Ar_mm2", "T.Ar_mm2", "B.Ar_mm2", "Ar/T.Ar_pct") if two_d else ("V_mm3", "TV_mm3", "BV_mm3", "V/TV_pct"))
+    size, tissue_key, fraction = (("Ar_mm2", "Ref.Tt.Ar_mm2", "Ar/Tt.Ar_pct") if two_d
+                                  else ("V_mm3", "Ref.Tt.V_mm3", "V/Tt.V_pct"))
     notes = {}
     values = {f"{name}.{size}": float(count) * cell_mm for name, count in sizes.items()}
     values[f"Lytic.{size}"] = values[f"Lytic.Tb.{size}"] + values[f"Lytic.Ct.{size}"]
     values[f"Blastic.{size}"] = values[f"Blastic.Ma.{size}"] + values[f"Blastic.Ps.{size}"]
     values[tissue_key] = float(tissue) * cell_mm
-    values[bone_key] = float(bone.sum()) * cell_mm
     for name in ("Lytic", "Blastic"):
         key = f"{name}.{fraction}"
         if tissue > 0:
@@ -370,13 +374,8 @@ def _density(grey, bone, tissue, calibration, notes):
 
 
 def _trabecular_morphometry(bone, roi, spacing, notes):
-    """bone_morphometry of the bone inside `roi` (the marrow compartment by default)."""
-    try:
-        from .morphometry import bone_morphometry
-    except ImportError:
-        notes.update(dict.fromkeys(MORPHOMETRY_KEYS, "bone_morphometry is not available yet"))
-        return dict.fromkeys(MORPHOMETRY_KEYS, float("nan"))
-    if not roi.any():
-        notes.update(dict.fromkeys(MORPHOMETRY_KEYS, "empty trabecular region: no bone found"))
-        return dict.fromkeys(MORPHOMETRY_KEYS, float("nan"))
-    return bone_morphometry(bone & roi, spacing, roi=roi)
+    """:func:`bone_morphometry` of the bone inside `roi`; its method description goes to notes."""
+    values = bone_morphometry(bone & roi, spacing, roi=roi)
+    notes["bone_morphometry"] = values.pop("method")
+    notes.update(values.pop("undefined"))
+    return values

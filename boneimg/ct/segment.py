@@ -227,7 +227,8 @@ def segment_bone(image, *, voxel_size_um=None, threshold=None, threshold_mg_cm3=
         peaks of the histogram (classes split by Otsu), Otsu's two-class threshold, or the
         upper of three Otsu classes (for scans with air, soft tissue and bone).
     smooth_sigma_um : float, optional
-        Gaussian sigma in µm; default 0.8 times the smallest voxel side. 0 switches it off.
+        Gaussian sigma in µm; default half the smallest voxel side (the scanner blur does the
+        rest). 0 switches it off.
 
     Returns
     -------
@@ -267,7 +268,7 @@ def segment_grey(grey, spacing_um, *, threshold=None, threshold_mg_cm3=None, cal
         low, high = values
         return Segmentation(grey == high, float((low + high) / 2), "binary input", 0.0)
 
-    sigma_um = 0.8 * min(spacing_um) if smooth_sigma_um is None else float(smooth_sigma_um)
+    sigma_um = 0.5 * min(spacing_um) if smooth_sigma_um is None else float(smooth_sigma_um)
     smoothed = grey
     if sigma_um > 0:
         smoothed = ndi.gaussian_filter(grey, [sigma_um / s for s in spacing_um[-grey.ndim:]])

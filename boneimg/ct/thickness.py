@@ -17,7 +17,7 @@ Outside the analysed region (``roi``) and outside the array the image is unknown
 phase. A sphere may reach into the unknown, but no further than a sphere of the same size that
 lies wholly in the known structure and can be slid to it without meeting the other phase: r(c)
 is the radius of the fully known spheres (unknown counted as the other phase) reconstructed
-(grey-level reconstruction by dilation, 3^n-connected, through the structure) under the radius
+(grey-level reconstruction by dilation along 6-connected paths through the structure) under the radius
 with the unknown ignored. So a plate or rod crossing the region's edge reads its full thickness
 right up to the edge, while a plate or gap lying along the edge is read at its visible width and
 never at twice it (tools that ignore the array border read a plate lying on it at double width;
@@ -36,7 +36,6 @@ import itertools
 import math
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from ._inputs import binary_mask, region, voxel_size
 
@@ -105,45 +104,79 @@ def _diameter_um(inside, other, known, spacing):
     Spheres are centred on `inside`, stop at the points of `other`, and reach into the
     unknown (``~known``) only as far as a fully known sphere of their size could be slid.
     """
-    unit = min(spacing)
-    weights = _axis_weights(spacing)
+    weights, unit_um2 = _axis_weights(spacing)
     pad = np.pad(inside, 1)
-    fully_known = squared_distance(np.pad(~(other | ~known), 1), weights)
-    fully_known *= pad
+    # radius with the unknown ignored, and with the unknown counted as the other phase
+    if other.any():
+        reaching = squared_distance(np.pad(~other, 1, constant_values=True), weights)
+    else:  # nothing bounds a sphere but the unknown
+        integer = all(isinstance(w, int) for w in weights)
+        reaching = np.full(pad.shape, np.iinfo(np.uint32).max if integer else np.inf,
+                           dtype=np.uint32 if integer else np.float64)
+    reaching *= pad
+    # never above `reaching`, so its dtype holds it
+    fully_known = np.minimum(reaching, _squared_distance_to_unknown(known, weights)).astype(reaching.dtype)
     if not fully_known.any():
         return np.zeros(inside.shape, dtype=np.float32)
-    # radius with the unknown ignored, needed only up to the largest fully known radius
-    top = fully_known.max()
-    cap = int(top) + 1 if fully_known.dtype.kind == "u" else float(top) * (1 + 1e-9)
-    reaching = squared_distance(np.pad(~other, 1, constant_values=True), weights, cap=cap)
-    reaching *= pad
-    radius = _reconstruct(fully_known, reaching)
+    radius = _reconstruct(fully_known, np.minimum(reaching, fully_known.max()))
     del fully_known, reaching
     # spheres may now reach past the array: pad by the largest radius
     margin = int(math.isqrt(int(math.ceil(float(radius.max()) / min(weights))))) + 1
     covering = max_covering(np.pad(pad, margin), np.pad(radius, margin), weights)
     core = tuple(slice(margin + 1, margin + 1 + n) for n in inside.shape)
-    return (2 * unit) * np.sqrt(covering[core], dtype=np.float32)
+    return (2 * math.sqrt(unit_um2)) * np.sqrt(covering[core], dtype=np.float32)
+
+
+def _squared_distance_to_unknown(known, weights):
+    """Squared distance from each voxel of the one-voxel-padded array to the unknown."""
+    if known.all():  # only the outside of the array: the nearest face along each axis
+        total = None
+        for axis, (n, weight) in enumerate(zip(known.shape, weights)):
+            index = np.arange(n + 2)
+            along = weight * np.minimum(index, n + 1 - index) ** 2
+            along = along.reshape([-1 if a == axis else 1 for a in range(known.ndim)])
+            total = along if total is None else np.minimum(total, along)
+        return np.broadcast_to(total, tuple(n + 2 for n in known.shape))
+    return squared_distance(np.pad(known, 1), weights)
 
 
 def _reconstruct(seed, mask):
-    """Grey-level reconstruction by dilation of `seed` under `mask` (``seed <= mask``)."""
-    footprint = np.ones((3,) * seed.ndim, dtype=bool)
-    current = seed
+    """Grey-level reconstruction by dilation of `seed` under `mask` (``seed <= mask``) along
+    6-connected paths: sweeps forth and back along each axis until nothing changes (a path
+    with k turns needs k + 1 rounds; usually one or two)."""
+    current = seed.copy()
+    # the sweeps run along the first axis; rotating the axes keeps the slices contiguous
+    masks = [mask]
+    for _ in range(seed.ndim - 1):
+        masks.append(np.ascontiguousarray(np.moveaxis(masks[-1], 0, -1)))
     while True:
-        grown = np.minimum(ndi.maximum_filter(current, footprint=footprint), mask)
-        if np.array_equal(grown, current):
+        changed = False
+        for axis_mask in masks:
+            before = current.copy()
+            for order in (range(1, current.shape[0]), range(current.shape[0] - 2, -1, -1)):
+                step = order.step
+                for i in order:
+                    np.maximum(current[i], np.minimum(current[i - step], axis_mask[i]), out=current[i])
+            changed |= not np.array_equal(before, current)
+            current = np.ascontiguousarray(np.moveaxis(current, 0, -1))
+        if not changed:
             return current
-        current = grown
 
 
 def _axis_weights(spacing):
-    """Squared voxel size of each axis in units of the smallest; integers where they are."""
-    unit = min(spacing)
-    weights = [(s / unit) ** 2 for s in spacing]
-    if all(abs(w - round(w)) < 1e-9 for w in weights):
-        return tuple(int(round(w)) for w in weights)
-    return tuple(weights)
+    """Squared voxel size of each axis and the unit they are in (µm²).
+
+    Ratios of squared voxel sizes that are rational with a small denominator (equal sizes up
+    to float noise in the file, 2:1, 1.5:1, ...) become integers, whose squared distances are
+    exact in small unsigned integers; other ratios stay floats (slower).
+    """
+    smallest = min(spacing) ** 2
+    ratios = [s * s / smallest for s in spacing]
+    for denominator in range(1, 65):
+        scaled = [r * denominator for r in ratios]
+        if all(abs(w - round(w)) <= 1e-6 * w for w in scaled):
+            return tuple(int(round(w)) for w in scaled), smallest / denominator
+    return tuple(ratios), smallest
 
 
 def squared_distance(structure, weights, *, cap=None):
@@ -169,7 +202,7 @@ def squared_distance(structure, weights, *, cap=None):
     reach = 7.0  # window half-width in the smallest voxel size, doubled until no voxel is left at it
     while True:
         if not fixed:
-            cap = reach * reach + 1  # every value below the cap is exact
+            cap = reach * reach * min(weights) + 1  # every value below the cap is exact
         if integer:
             cap = int(math.ceil(cap))
             dtype = np.uint8 if cap <= 0xFF else np.uint16 if cap <= 0xFFFF else np.uint32
@@ -210,16 +243,17 @@ def max_covering(structure, squared, weights):
     Parameters
     ----------
     structure : ndarray of bool
-        The structure, padded by one background voxel.
+        The sphere centres, padded so that every sphere lies inside the array.
     squared : ndarray
-        Its exact squared distance map (:func:`squared_distance`).
+        Squared radius of the sphere at each centre (0 elsewhere): unsigned integers, or
+        floats (slower).
     weights : tuple
         Squared voxel size of each axis in the unit of `squared`.
 
     Returns
     -------
     ndarray of the dtype of `squared`
-        ``max{squared[c] : |p - c|² < squared[c]}`` at each voxel p, 0 outside the structure.
+        ``max{squared[c] : |p - c|² < squared[c]}`` at each voxel p (0 where no sphere reaches).
     """
     ndim = structure.ndim
     strides = np.array([int(np.prod(structure.shape[a + 1:])) for a in range(ndim)], dtype=np.int64)
@@ -239,11 +273,12 @@ def max_covering(structure, squared, weights):
     parent_id = keys & ((1 << bits) - 1)
     parent = np.where(parent_id > 0, keys >> (bits + 1), 0)
     del keys
-    value_of = (lambda c: c.astype(np.float64)) if levels is None else (lambda c: levels[c])
-    templates = _Templates(value_of(np.arange(int(own.max()) + 1)), offsets, weights, strides,
+    values = np.arange(int(own.max()) + 1, dtype=np.float64) if levels is None else levels
+    present = np.flatnonzero(np.bincount(own))
+    templates = _Templates(values, present, offsets, weights, strides,
                            np.int32 if squared.size < 2**31 else np.int64)
     # drop the centres whose sphere lies inside the parent's (empty template)
-    keep = (parent_id == 0) | (value_of(parent) <= templates.farthest[own, parent_id])
+    keep = (parent_id == 0) | (values[parent] * (1 - 1e-12) <= templates.farthest[own, parent_id])
     centres, own, parent, parent_id = centres[keep], own[keep], parent[keep], parent_id[keep]
     # one template per (own radius, parent radius, parent): the part of the sphere the parent's
     # sphere leaves uncovered; groups sorted so that radii increase
@@ -271,49 +306,70 @@ def max_covering(structure, squared, weights):
 class _Templates:
     """Lattice points of a sphere minus a neighbour's sphere, as flat offsets.
 
-    `values[code]` is the squared radius of a code; `farthest[code, id]` the largest squared
-    distance from neighbour `id` to a lattice point of the sphere (a neighbour sphere larger
-    than that contains it).
+    `values[code]` is the squared radius of a code; `farthest[code, id]` (for the codes in
+    `present`) the largest squared distance from neighbour `id` to a lattice point of the
+    sphere: a neighbour sphere larger than that contains it. Templates are computed for the
+    neighbours with non-negative offsets and reflected to the others.
     """
 
-    def __init__(self, values, offsets, weights, strides, index_dtype):
+    def __init__(self, values, present, offsets, weights, strides, index_dtype):
         self.values = values
         w = np.asarray(weights, dtype=np.float64)
-        reach = int(math.isqrt(int(math.ceil(values[-1] / w.min())))) + 2
+        reach = int(math.isqrt(int(math.ceil(values[present[-1]] / w.min())))) + 2
         axes = [np.arange(-reach, reach + 1)] * len(strides)
         grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(strides))
         sq = _squared_length(grid, w)
         by_size = np.argsort(sq, kind="stable")
+        self.flat = (grid[by_size] @ strides).astype(index_dtype)
         self.grid, self.sq = grid[by_size], sq[by_size]
-        self.flat = (self.grid @ strides).astype(index_dtype)
-        self.offsets, self.weights = offsets, w
+        self.weighted = self.grid * w
+        self.strides, self.index_dtype = strides, index_dtype
         self.inside = np.searchsorted(self.sq, values, side="left")
-        farthest = np.full((values.size, len(offsets) + 1), -np.inf)
-        for code in np.flatnonzero(self.inside):
-            farthest[code, 1:] = self._distances(code).max(axis=0)
-        self.farthest = farthest
-        self._code = None
-
-    def _distances(self, code):
-        """Squared distance of each lattice point of sphere `code` to each neighbour centre."""
-        ball = self.grid[: self.inside[code]]
-        return _squared_length(ball[:, None, :] - self.offsets[None, :, :], self.weights)
+        # each neighbour is the reflection (signs) of one with non-negative offset (canonical)
+        self.signs = np.where(offsets < 0, -1, 1)
+        listed = [tuple(o) for o in offsets]
+        self.canonical = np.array([listed.index(tuple(c)) for c in np.abs(offsets)])
+        self.offsets, self.weights = offsets, w
+        self.lengths = np.sqrt(_squared_length(offsets, w)) + 1e-9
+        self.farthest = np.full((values.size, len(offsets) + 1), np.inf)
+        columns = np.unique(self.canonical)
+        for code in present:
+            # the farthest points from a neighbour lie in the sphere's outer shell
+            shell_from = np.searchsorted(self.sq, max(0.0, math.sqrt(values[code]) - 2 * self.lengths.max()) ** 2)
+            shell = slice(shell_from, self.inside[code])
+            far = self._squared_distances(shell, offsets[columns].T).max(axis=0)
+            self.farthest[code, 1:] = far[np.searchsorted(columns, self.canonical)]
+        self._cache = {}
 
     def uncovered(self, code, parent, pid):
-        if code != self._code:  # groups come sorted by radius: one sphere at a time
-            self._dist = self._distances(code)
-            self._code = code
-        ball = self.flat[: self.inside[code]]
+        end = self.inside[code]
         if pid == 0:
-            return ball
-        return ball[self._dist[:, pid - 1] >= self.values[parent]]
+            return self.flat[:end]
+        k = self.canonical[pid - 1]
+        points = self._cache.get((code, parent, k))
+        if points is None:
+            # |q - o| >= r' needs |q| >= r' - |o|: only the outer shell can be uncovered
+            start = self.sq.searchsorted(max(0.0, math.sqrt(self.values[parent]) - self.lengths[k]) ** 2)
+            distance = self._squared_distances(slice(start, end), self.offsets[k])
+            # the relative margin keeps, never drops, a point whose distance rounds across the radius
+            points = self.grid[start:end][distance >= self.values[parent] * (1 - 1e-12)]
+            self._cache = {(code, parent, k): points} if len(self._cache) > 64 else self._cache
+            self._cache[(code, parent, k)] = points
+        return ((points * self.signs[pid - 1]) @ self.strides).astype(self.index_dtype)
+
+    def _squared_distances(self, points, offsets):
+        """``|q - o|²`` (weighted) from the grid points `points` (a slice) to `offsets` (columns)."""
+        column = np.ndim(offsets) == 1
+        shift = _squared_length(np.asarray(offsets).T, self.weights)
+        sq = self.sq[points] if column else self.sq[points, None]
+        return sq - 2 * (self.weighted[points] @ offsets) + shift
 
 
 def _squared_length(vectors, weights):
     """``sum_i weights[i] v_i²`` over the last axis, summed in axis order as the distance map is."""
     total = np.zeros(vectors.shape[:-1])
     for axis, weight in enumerate(weights):
-        total += weight * vectors[..., axis].astype(np.float64) ** 2
+        total += weight * np.square(vectors[..., axis], dtype=np.float64)
     return total
 
 

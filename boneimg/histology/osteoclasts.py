@@ -83,13 +83,16 @@ def trap_threshold(trap, tissue=None, *, floor=0.1):
     return max(2 * floor, 0.5 * float(filters.threshold_otsu(values)))
 
 
-def _trap_positive(smooth, seed_level, floor):
+def _trap_positive(smooth, seed_level, floor, hematoxylin=None):
     """TRAP-positive pixels: grown from cores above `seed_level` down to half each cell's staining.
 
     Taking each cell's edge at half its own median stain puts the edge where the blurred stain
     step is, for faint and strong cells alike.
     """
-    seeds, n = ndi.label(smooth > seed_level)
+    cores = smooth > seed_level
+    if hematoxylin is not None:
+        cores &= smooth > hematoxylin
+    seeds, n = ndi.label(cores)
     if n == 0:
         return np.zeros(smooth.shape, bool)
     grown = segmentation.watershed(-smooth, seeds, mask=smooth > floor)
@@ -98,7 +101,7 @@ def _trap_positive(smooth, seed_level, floor):
     return (grown > 0) & (smooth >= np.maximum(0.5 * median[grown], floor))
 
 
-def find_osteoclasts(trap, spacing_um, *, bone=None, nuclei_labels=None, regions=None, tissue=None,
+def find_osteoclasts(trap, spacing_um, *, bone=None, nuclei_labels=None, regions=None, tissue=None, hematoxylin=None,
                      threshold="auto", floor=0.1, smoothing_um=0.5, min_area_um2=50.0, max_hole_um2=250.0, split_um=2.0,
                      contact_um=3.0, min_nuclei=1, culture=False):
     """Segment TRAP-positive cells as whole objects and describe them.
@@ -118,6 +121,9 @@ def find_osteoclasts(trap, spacing_um, *, bone=None, nuclei_labels=None, regions
         Region map (3 = tumour), for the ``at_tumour`` column.
     tissue : ndarray of shape (M, N), bool, optional
         Where to pick the automatic threshold (default everywhere).
+    hematoxylin : ndarray of shape (M, N), optional
+        Hematoxylin optical density; a cell's core must hold more TRAP than hematoxylin, so
+        dense nuclei bleeding into the TRAP channel start no cell.
     threshold : "auto" or float
         TRAP optical density of a cell's core ("auto": :func:`trap_threshold`); each cell
         extends to where its stain falls to half its median.
@@ -159,7 +165,13 @@ def find_osteoclasts(trap, spacing_um, *, bone=None, nuclei_labels=None, regions
     smooth = ndi.gaussian_filter(trap, (smoothing_um / sy, smoothing_um / sx)) if smoothing_um else trap
     floor = _positive(floor, "floor")
     level = trap_threshold(smooth, tissue, floor=floor) if threshold == "auto" else _positive(threshold, "threshold")
-    cells = _trap_positive(smooth, level, floor)
+    if hematoxylin is not None:
+        hematoxylin = np.asarray(hematoxylin, np.float32)
+        if hematoxylin.shape != trap.shape:
+            raise BoneImgError(f"hematoxylin must have the TRAP image's shape {trap.shape}, got {hematoxylin.shape}")
+        if smoothing_um:
+            hematoxylin = ndi.gaussian_filter(hematoxylin, (smoothing_um / sy, smoothing_um / sx))
+    cells = _trap_positive(smooth, level, floor, hematoxylin)
     if nuclei_labels is not None:
         cells |= _enclosed_nuclei(cells, nuclei_labels, (sy, sx))
     cells = morphology.remove_small_holes(cells, max_size=int(max_hole_um2 / pixel_um2))

@@ -20,6 +20,7 @@ REFERENCE_OD = {
     "trap": (0.16, 0.82, 0.55),
 }
 STAIN_SETS = {"he": ("hematoxylin", "eosin"), "trap": ("hematoxylin", "trap")}
+_MAX_SAMPLE = 200_000  # pixels used for the estimate
 _MAX_ANGLE_DEG = 40.0  # published per-image estimates lie up to ~35° from the reference; beyond is noise
 
 
@@ -104,11 +105,17 @@ def estimate_background(rgb, *, percentile=99.0):
     """Intensity of the brightest (unstained) pixels per channel."""
     rgb = _check_rgb(rgb)
     sample = rgb.reshape(-1, 3)[:: max(1, rgb.shape[0] * rgb.shape[1] // 500_000)]
-    bright = np.percentile(sample.astype(np.float32), percentile, axis=0)
+    if sample.dtype.kind == "u" and sample.dtype.itemsize <= 2 and len(sample):
+        # exact "lower" percentile from per-channel histograms (much faster than sorting)
+        rank = int(np.floor(percentile / 100 * (len(sample) - 1)))
+        bright = np.array([np.searchsorted(np.cumsum(np.bincount(sample[:, c])), rank, side="right")
+                           for c in range(3)], float)
+    else:
+        bright = np.percentile(sample.astype(np.float32), percentile, axis=0)
     return np.maximum(bright, 0.5 * _max_value(rgb))
 
 
-def estimate_stains(rgb, stain="he", *, od_threshold=0.15, angle_percentile=1.0, min_pixels=500):
+def estimate_stains(rgb, stain="he", *, od_threshold=0.15, angle_percentile=1.0, min_pixels=500, stained="norm"):
     """Estimate the two stain vectors of a brightfield image (Macenko method).
 
     Parameters
@@ -118,26 +125,99 @@ def estimate_stains(rgb, stain="he", *, od_threshold=0.15, angle_percentile=1.0,
     stain : {"he", "trap"}
         Stain pair: hematoxylin with eosin, or hematoxylin with the TRAP red reaction product.
     od_threshold : float
-        Pixels whose optical density is below this in any channel are glass and ignored.
+        Optical density separating glass from stained pixels.
     angle_percentile : float
         Percentile (and 100 minus it) of the angles taken as the extreme stain directions.
     min_pixels : int
         Fewer stained pixels than this, or an estimate more than 40° from the reference, gives
         the reference vectors (``estimated=False`` with a note).
+    stained : {"norm", "all"}
+        Which pixels count as stained: "norm", the length of the (R, G, B) optical density
+        exceeds `od_threshold`; "all", every channel does (Macenko's original test, which drops
+        pure eosin, whose red absorbance is tiny, and so biases the eosin estimate towards the
+        purple of cytoplasm).
 
     Returns
     -------
     StainVectors
     """
-    rgb = _check_rgb(rgb)
-    background = estimate_background(rgb)
-    reference = reference_stains(stain, background)
-    od = optical_density(rgb, background).reshape(-1, 3)
-    od = od[::max(1, od.shape[0] // 1_000_000)]
-    od = od[(od > od_threshold).all(axis=1)]
+    reference, od = _stained_pixels(rgb, stain, od_threshold, stained)
     if od.shape[0] < min_pixels:
         return _fallback(reference, f"only {od.shape[0]} stained pixels")
-    # Plane of the two largest principal directions of the stained pixels' optical density.
+    estimate, angle = _macenko(od, reference, angle_percentile)
+    if (angle > _MAX_ANGLE_DEG).any():
+        worst = reference.names[int(np.argmax(angle))]
+        return _fallback(reference, f"{worst} estimate {angle.max():.0f}° from its reference")
+    return StainVectors(reference.names, estimate, reference.background, True)
+
+
+def estimate_nuclear_contrast(rgb, *, od_threshold=0.15, min_pixels=500):
+    """Hematoxylin and the image's own tissue colour: the pair that best isolates nuclei.
+
+    Nuclei differ from the rest of the tissue by their extra hematoxylin, and the rest of the
+    tissue (cytoplasm, stroma, mucin) is a mixture of eosin and some hematoxylin whose colour
+    varies between labs. Unmixing against that colour, instead of against pure eosin, leaves
+    only the hematoxylin in excess of the surrounding tissue. On CRCHisto this raises nucleus
+    detection F1 by about 0.05 over Macenko's eosin (see benchmarks/RESULTS.md).
+
+    - hematoxylin: Macenko's estimate with his original stained-pixel test (every channel
+      above `od_threshold`), or the reference when it lies more than 40° away;
+    - tissue: median optical density of the stained pixels (length above `od_threshold`) in
+      the less hematoxylin-like half (by angle to the hematoxylin direction).
+
+    Parameters
+    ----------
+    rgb : ndarray of shape (M, N, 3)
+    od_threshold : float
+    min_pixels : int
+        Fewer stained pixels than this gives the reference H&E pair.
+
+    Returns
+    -------
+    StainVectors
+        ``names == ("hematoxylin", "tissue")``.
+    """
+    reference, od_all = _stained_pixels(rgb, "he", od_threshold, "all")
+    _, od = _stained_pixels(rgb, "he", od_threshold, "norm")
+    names = ("hematoxylin", "tissue")
+    if od.shape[0] < min_pixels:
+        return StainVectors(names, reference.od, reference.background, False,
+                            f"only {od.shape[0]} stained pixels: reference H&E vectors used")
+    notes = []
+    hema = reference.od[0]
+    if od_all.shape[0] >= min_pixels:
+        estimate, angle = _macenko(od_all, reference, 1.0)
+        if angle[0] <= _MAX_ANGLE_DEG:
+            hema = estimate[0]
+        else:
+            notes.append(f"hematoxylin estimate {angle[0]:.0f}° from its reference: reference used")
+    else:
+        notes.append("too few strongly stained pixels: reference hematoxylin used")
+    cos_h = (od / np.linalg.norm(od, axis=1, keepdims=True)) @ hema
+    tissue = np.median(od[cos_h <= np.median(cos_h)], axis=0)
+    tissue = tissue / np.linalg.norm(tissue)
+    if np.degrees(np.arccos(np.clip(tissue @ hema, -1, 1))) < 5.0:
+        tissue = reference.od[1]
+        notes.append("tissue colour within 5° of hematoxylin: reference eosin used")
+    return StainVectors(names, np.vstack([hema, tissue]), reference.background, True, "; ".join(notes))
+
+
+def _stained_pixels(rgb, stain, od_threshold, rule):
+    """Reference vectors (with this image's glass intensity) and the stained pixels' optical density."""
+    if rule not in ("norm", "all"):
+        raise BoneImgError(f"stained must be 'norm' or 'all', got {rule!r}")
+    rgb = _check_rgb(rgb)
+    pixels = rgb.reshape(-1, 3)
+    pixels = pixels[::max(1, pixels.shape[0] // _MAX_SAMPLE)]  # a regular sample is plenty for two directions
+    background = estimate_background(pixels[None])
+    reference = reference_stains(stain, background)
+    od = optical_density(pixels[None], background).reshape(-1, 3)
+    keep = (od > od_threshold).all(axis=1) if rule == "all" else np.linalg.norm(od, axis=1) > od_threshold
+    return reference, od[keep]
+
+
+def _macenko(od, reference, angle_percentile):
+    """Extreme directions in the plane of the two main principal directions, matched to the reference."""
     _, vectors = np.linalg.eigh(np.cov(od, rowvar=False))
     plane = vectors[:, [2, 1]]
     plane[:, 0] *= np.sign(plane[:, 0].sum()) or 1.0
@@ -151,10 +231,7 @@ def estimate_stains(rgb, stain="he", *, od_threshold=0.15, angle_percentile=1.0,
     order = (0, 1) if cosines[0, 0] + cosines[1, 1] >= cosines[0, 1] + cosines[1, 0] else (1, 0)
     estimate = candidates[list(order)]
     angle = np.degrees(np.arccos(np.clip((estimate * reference.od).sum(axis=1), -1, 1)))
-    if (angle > _MAX_ANGLE_DEG).any():
-        worst = reference.names[int(np.argmax(angle))]
-        return _fallback(reference, f"{worst} estimate {angle.max():.0f}° from its reference")
-    return StainVectors(reference.names, estimate, background, True)
+    return estimate, angle
 
 
 def _fallback(reference, why):

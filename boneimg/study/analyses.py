@@ -45,8 +45,9 @@ def _resolve(target):
     module, _, attribute = target.partition(":")
     try:
         return getattr(importlib.import_module(module), attribute)
-    except (ImportError, AttributeError):
-        raise BoneImgError(f"the analysis {target} is not available in this boneimg installation") from None
+    except (ImportError, AttributeError) as exc:
+        raise BoneImgError(f"the analysis {target} is not available in this boneimg installation "
+                           f"({type(exc).__name__}: {exc})") from None
 
 
 def _name(target):

@@ -24,10 +24,10 @@ from .._version import __version__
 from ..errors import BoneImgError
 from ..io.atomic import atomic_path
 from ..io.load import load
-from .qc import png_bytes
+from .qc import jpeg_bytes
 
 RECORDS = "records"  # sub-folder of out_dir holding one JSON record per image
-QC = "qc"            # sub-folder of out_dir holding one QC overlay PNG per image
+QC = "qc"            # sub-folder of out_dir holding one QC overlay (JPEG) per image
 
 
 @dataclass(frozen=True)
@@ -101,12 +101,12 @@ def run_job(job):
     record : dict
         ``status`` "ok" with ``measurements``, or "failed" with ``reason``; warnings raised on
         the way are kept in ``warnings``.
-    png : bytes or None
-        The QC overlay.
+    picture : bytes or None
+        The QC overlay, JPEG-encoded.
     """
     start = time.perf_counter()
     record = failed_record(job, None)
-    png = None
+    picture = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # independent of the caller's filters
         try:
@@ -125,13 +125,13 @@ def run_job(job):
             result = analysis.analyze(image, params)
             record["measurements"] = _plain_measurements(result.measurements)
             record["status"] = "ok"
-            png = _overlay(analysis, image, result, record)
+            picture = _overlay(analysis, image, result, record)
         except Exception as exc:  # a failed image is recorded and the study goes on
             record["reason"] = f"{type(exc).__name__}: {exc}"
             record["traceback"] = traceback.format_exc()
     record["warnings"] += list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
     record["seconds"] = time.perf_counter() - start
-    return record, png
+    return record, picture
 
 
 def failed_record(job, reason):
@@ -143,20 +143,23 @@ def failed_record(job, reason):
 def _overlay(analysis, image, result, record):
     """The QC picture; a drawing problem is noted but does not fail the image's measurements."""
     try:
-        return png_bytes(analysis.draw(image, result))
+        return jpeg_bytes(analysis.draw(image, result))
     except Exception as exc:
         record["warnings"].append(f"QC overlay not drawn: {type(exc).__name__}: {exc}")
         return None
 
 
 def _plain_measurements(measurements):
-    """Measurements as JSON-safe Python scalars, in the analysis's order."""
+    """Measurements as JSON-safe Python scalars, in the analysis's order; a table of details
+    (such as the method an analysis chose) becomes its JSON text."""
     plain = {}
     for name, value in dict(measurements).items():
         if isinstance(value, np.generic):
             value = value.item()
         if value is None:
             value = math.nan
+        elif isinstance(value, (dict, list, tuple)):
+            value = json.dumps(value, default=lambda v: v.item() if isinstance(v, np.generic) else str(v))
         if not isinstance(value, (bool, int, float, str)):
             raise TypeError(f"measurement {name!r} is a {type(value).__name__}, not a number or a string")
         plain[str(name)] = float(value) if isinstance(value, bool) else value
@@ -168,15 +171,15 @@ def record_path(out_dir, job):
 
 
 def overlay_path(out_dir, job):
-    return Path(out_dir) / QC / f"{job.key}.png"
+    return Path(out_dir) / QC / f"{job.key}.jpg"
 
 
-def save_result(out_dir, job, record, png):
+def save_result(out_dir, job, record, picture):
     """Write the QC overlay, then the record (which marks the image done), each atomically."""
-    if png is not None:
+    if picture is not None:
         with atomic_path(overlay_path(out_dir, job)) as tmp:
-            tmp.write_bytes(png)
-        record = {**record, "overlay": os.path.join(QC, f"{job.key}.png")}
+            tmp.write_bytes(picture)
+        record = {**record, "overlay": os.path.join(QC, f"{job.key}.jpg")}
     with atomic_path(record_path(out_dir, job)) as tmp:
         tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
 

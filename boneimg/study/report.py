@@ -90,7 +90,7 @@ def _effects_table(effects):
     return _html_table(header, rows, text) + (
         f"<p class='note'>CI: {escape(ci)}. With fewer than about 10 animals per group bootstrap "
         "intervals are narrower than their nominal level (in simulations of boneimg's synthetic "
-        "studies with 5-8 animals per group, 95 % intervals covered the true change 87-92 % of the "
+        "studies with 5-8 animals per group, 95 % intervals covered the true change 87-94 % of the "
         "time); read them with the p-values.</p>")
 
 

@@ -178,8 +178,8 @@ def _analyse(todo, out, *, total, workers, scheduler, quiet, say):
     failed = 0
     with tqdm(total=total, initial=total - len(todo), unit="image", desc="boneimg study",
               disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
-        for job, (record, png) in _results(todo, workers, scheduler, say):
-            save_result(out, job, record, png)
+        for job, (record, picture) in _results(todo, workers, scheduler, say):
+            save_result(out, job, record, picture)
             failed += record["status"] != "ok"
             bar.set_postfix(failed=failed, refresh=False)
             bar.update()

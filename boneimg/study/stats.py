@@ -95,7 +95,7 @@ def treatment_effects(animals, measurements, *, control, test="parametric", conf
 
     groups = list(dict.fromkeys(animals["group"]))
     arms = [g for g in groups if g != control]
-    ci_method = f"bootstrap BCa {confidence:.0%}, {n_resamples} resamples, seed {seed}"
+    ci_method = f"bootstrap BCa {100 * confidence:g} %, {n_resamples} resamples, seed {seed}"
     timed = "timepoint" in animals
     rows = []
     for timepoint, table in animals.groupby("timepoint", sort=False) if timed else [(None, animals)]:

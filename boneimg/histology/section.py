@@ -1,0 +1,312 @@
+"""Analysis of one H&E- or TRAP-stained bone section: regions, cells and histomorphometry.
+
+>>> import boneimg as bi
+>>> result = bi.analyze_section("tibia_trap.ome.tif", stain="trap")   # doctest: +SKIP
+>>> result.measurements["N.Oc/B.Pm_per_mm"]                           # doctest: +SKIP
+"""
+
+from dataclasses import dataclass, field
+import math
+
+import numpy as np
+import pandas as pd
+from skimage import segmentation
+
+from .._version import __version__
+from ..errors import BoneImgError
+from ..io.image import as_image
+from . import regions as _regions
+from . import stains as _stains
+from .histomorphometry import BONE, TUMOUR, section_measurements
+from .osteoclasts import _empty_table, find_osteoclasts, osteoclast_table
+
+STAINS = ("auto", "he", "trap")
+_OSTEOCLAST_OPTIONS = ("threshold", "floor", "smoothing_um", "min_area_um2", "max_hole_um2", "split_um")
+_OFF_PLANE = 0.15  # optical density this far out of the two-stain plane (relative) is a third stain
+
+
+@dataclass(eq=False)
+class SectionResult:
+    """What :func:`analyze_section` found in one section.
+
+    Attributes
+    ----------
+    regions : ndarray of shape (M, N), uint8
+        0 no tissue, 1 bone, 2 marrow and other soft tissue, 3 tumour.
+    nuclei : Nuclei
+        All nuclei found (:func:`boneimg.segment_nuclei`).
+    osteoclasts : pandas.DataFrame
+        One row per TRAP-positive cell: ``label``, ``x``, ``y`` (pixels), ``area_um2``,
+        ``n_nuclei``, ``on_bone``, ``bone_gap_um``, ``at_tumour``, ``counted``, ``trap_od``;
+        empty on H&E.
+    osteoclast_labels : ndarray of shape (M, N), int32
+        The cells of `osteoclasts` (all 0 on H&E).
+    measurements : dict
+        ASBMR symbol -> value (:data:`boneimg.histology.histomorphometry.SYMBOLS`); NaN where
+        it does not apply, with the reason in `notes`.
+    notes : dict
+        Symbol (or topic, e.g. ``"stain"``) -> explanation.
+    stain : str
+        The stain analysed ("he" or "trap"), decided from the colour when "auto" was asked.
+    stain_vectors : StainVectors or None
+        The stain vectors used (None for a greyscale image).
+    pixel_size_um : tuple of float
+    parameters : dict
+        Everything that produced the result: boneimg version, every parameter with its unit,
+        stain vectors, thresholds reached, and the nucleus segmentation's own parameters.
+    """
+
+    regions: np.ndarray
+    nuclei: object
+    osteoclasts: pd.DataFrame
+    osteoclast_labels: np.ndarray
+    measurements: dict
+    notes: dict
+    stain: str
+    stain_vectors: object
+    pixel_size_um: tuple
+    parameters: dict = field(default_factory=dict)
+
+    def overlay(self, image):
+        """A quality-control picture: `image` (RGB uint8) with region edges and osteoclasts drawn.
+
+        Bone edges white, tumour edges yellow, counted osteoclasts green, other TRAP+ cells
+        red, nuclei in tumour cyan.
+        """
+        rgb = np.array(image, copy=True)
+        if rgb.shape[:2] != self.regions.shape or rgb.ndim != 3:
+            raise BoneImgError(f"image must be RGB of shape {(*self.regions.shape, 3)}, got {rgb.shape}")
+        rgb = rgb[..., :3]
+        rgb[segmentation.find_boundaries(self.nuclei.labels * (self.regions == TUMOUR))] = (0, 220, 220)
+        rgb[segmentation.find_boundaries(self.regions == BONE)] = (255, 255, 255)
+        rgb[segmentation.find_boundaries(self.regions == TUMOUR)] = (255, 220, 0)
+        counted = np.isin(self.osteoclast_labels, self.osteoclasts.loc[self.osteoclasts["counted"], "label"])
+        cells = segmentation.find_boundaries(self.osteoclast_labels)
+        rgb[cells] = (255, 0, 0)
+        rgb[cells & counted] = (0, 230, 0)
+        return rgb
+
+
+def _as_rgb(img):
+    """Float32 RGB in [0, 1] (greyscale repeated, RGBA composited on white) and whether it was grey."""
+    data = img.data
+    if not isinstance(data, np.ndarray):
+        data = np.asarray(data.compute() if hasattr(data, "compute") else data)
+    if data.dtype == bool or data.dtype.kind not in "uf":
+        raise BoneImgError(f"expected an image of unsigned integers or floats, got dtype {data.dtype}",
+                           path=img.path)
+    if data.dtype.kind == "f":
+        if data.size and (np.nanmin(data) < 0 or np.nanmax(data) > 1):
+            raise BoneImgError("a floating-point image must hold intensities in [0, 1]", path=img.path)
+        scale = 1.0
+    else:
+        # 10-, 12- or 14-bit cameras write into 16-bit files: white is the top of the bits in use
+        top = int(data.max(initial=0))
+        bits = next((b for b in (8, 10, 12, 14, 16, 32) if top < 2 ** b), 8 * data.dtype.itemsize)
+        scale = float(2 ** bits - 1) if data.dtype.itemsize > 1 else 255.0
+    rgb = np.nan_to_num(data.astype(np.float32) / np.float32(scale))
+    grey = rgb.ndim == 2
+    if grey:
+        rgb = np.repeat(rgb[..., None], 3, axis=2)
+    elif rgb.shape[-1] == 4:
+        alpha = rgb[..., 3:]
+        rgb = rgb[..., :3] * alpha + (1 - alpha)
+    return np.clip(rgb, 0, 1), grey
+
+
+def estimate_section_stains(rgb, stain):
+    """Stain vectors of a section, robust to a third stain (e.g. fast green on bone).
+
+    Pixels whose optical density lies well outside the plane of the two reference stains are
+    left out before the per-image (Macenko) estimate, so a counterstain does not pull the
+    estimated vectors towards itself.
+    """
+    background = _stains.estimate_background(rgb)
+    reference = _stains.reference_stains(stain, background)
+    od = _stains.optical_density(rgb, background)
+    normal = np.cross(reference.od[0], reference.od[1])
+    normal /= np.linalg.norm(normal)
+    total = np.linalg.norm(od, axis=-1)
+    in_plane = np.abs(od @ normal) <= _OFF_PLANE * np.maximum(total, 1e-6)
+    keep = in_plane | (total < 0.1)  # glass stays in, so the background is estimated as before
+    return _stains.estimate_stains(rgb[keep][:, None, :], stain)
+
+
+def decide_stain(od):
+    """"he" or "trap" from the colour, and why.
+
+    With the hematoxylin direction removed, the most strongly stained pixels point towards
+    eosin (pink, absorbs green only) or towards the TRAP product (red-magenta, absorbs green
+    and blue); the nearer reference wins.
+    """
+    hema = _stains.reference_stains("he").od[0]
+    stained = od[od.sum(axis=-1) > 0.15]
+    if stained.shape[0] < 100:
+        return None, "too little stained tissue to tell H&E from TRAP"
+    rest = stained - np.outer(stained @ hema, hema)
+    strength = np.linalg.norm(rest, axis=1)
+    strongest = rest[strength >= max(np.percentile(strength, 98), 0.05)]
+    if strongest.shape[0] < 20:
+        return None, "no stain besides hematoxylin"
+    direction = strongest.mean(axis=0)
+    direction /= np.linalg.norm(direction)
+    angles = {}
+    for name, reference in (("he", _stains.REFERENCE_OD["eosin"]), ("trap", _stains.REFERENCE_OD["trap"])):
+        off = np.asarray(reference) - (np.asarray(reference) @ hema) * hema
+        angles[name] = math.degrees(math.acos(np.clip(direction @ off / np.linalg.norm(off), -1, 1)))
+    choice = min(angles, key=angles.get)
+    return choice, (f"decided from the colour: the strongest non-hematoxylin stain lies {angles['trap']:.0f}° "
+                    f"from TRAP red and {angles['he']:.0f}° from eosin")
+
+
+def analyze_section(image, *, stain="auto", pixel_size_um=None, culture=False, min_nuclei=None, contact_um=3.0,
+                    interface_um=10.0, nuclei=None, max_megapixels=250.0, region_params=None,
+                    osteoclast_params=None, nuclei_params=None):
+    """Find bone, marrow, tumour, tumour cells and osteoclasts in a section and measure them.
+
+    Parameters
+    ----------
+    image : Image, str, path or ndarray of shape (M, N, 3|4) or (M, N)
+        Brightfield micrograph: RGB (uint8, uint16 or float in [0, 1]); RGBA is composited on
+        white; greyscale is analysed without colour (no stain separation, no osteoclasts).
+    stain : {"auto", "he", "trap"}
+        H&E or TRAP (with hematoxylin counterstain, optionally fast green); "auto" decides from
+        the colour and records why in ``notes["stain"]``.
+    pixel_size_um : float, optional
+        Pixel size in µm; required when the image does not carry one.
+    culture : bool
+        A cell culture rather than a section: no bone; osteoclasts count without bone contact.
+    min_nuclei : int, optional
+        Fewest nuclei for a TRAP-positive cell to count as an osteoclast; default 1 for
+        sections (4–5 µm sections cut most osteoclasts through 1–2 nuclei), 3 for cultures.
+    contact_um : float
+        A cell whose edge lies within this distance of bone is on bone, and bone surface within
+        it of a counted osteoclast is osteoclast surface (Oc.S), µm.
+    interface_um : float
+        Bone surface within this distance of tumour is tumour–bone interface (TBI.Pm), µm.
+    nuclei : Nuclei, optional
+        Nuclei found beforehand (another segmenter, a classifier); found with
+        :func:`boneimg.segment_nuclei` otherwise.
+    max_megapixels : float
+        Larger images are refused with a message (analyse a region or a pyramid level).
+    region_params : dict, optional
+        Overrides of :data:`boneimg.histology.regions.DEFAULTS`.
+    osteoclast_params : dict, optional
+        Any of ``threshold``, ``floor``, ``smoothing_um``, ``min_area_um2``, ``max_hole_um2``,
+        ``split_um`` (see :func:`boneimg.histology.osteoclasts.find_osteoclasts`).
+    nuclei_params : dict, optional
+        Keyword arguments for :func:`boneimg.segment_nuclei`.
+
+    Returns
+    -------
+    SectionResult
+
+    Raises
+    ------
+    BoneImgError
+        Unknown pixel size, bad parameter, unsupported image, or an image too large.
+    """
+    if stain not in STAINS:
+        raise BoneImgError(f"stain must be one of {STAINS}, got {stain!r}")
+    if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
+        from ..io import load
+
+        image = load(image, pixel_size_um=pixel_size_um)
+    img = as_image(image, pixel_size_um=pixel_size_um)
+    if img.axes not in ("yx", "yxc"):
+        raise BoneImgError(f"a section is a 2-D image (axes 'yx' or 'yxc'), got axes {img.axes!r}", path=img.path)
+    spacing = img.require_spacing("section analysis")
+    for name, value in (("contact_um", contact_um), ("interface_um", interface_um),
+                        ("max_megapixels", max_megapixels)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value >= 0 and math.isfinite(value)):
+            raise BoneImgError(f"{name} must be a non-negative number, got {value!r}")
+    min_nuclei = (3 if culture else 1) if min_nuclei is None else min_nuclei
+    if isinstance(min_nuclei, bool) or not isinstance(min_nuclei, (int, np.integer)) or min_nuclei < 0:
+        raise BoneImgError(f"min_nuclei must be a whole number >= 0, got {min_nuclei!r}")
+    osteoclast_params = dict(osteoclast_params or {})
+    unknown = set(osteoclast_params) - set(_OSTEOCLAST_OPTIONS)
+    if unknown:
+        raise BoneImgError(f"unknown osteoclast parameters {sorted(unknown)}; known: {list(_OSTEOCLAST_OPTIONS)}")
+    megapixels = img.spatial_shape[0] * img.spatial_shape[1] / 1e6
+    if megapixels > max_megapixels:
+        raise BoneImgError(
+            f"the image has {megapixels:.0f} megapixels, more than max_megapixels={max_megapixels:g}; "
+            "analyse a region (image.data[y0:y1, x0:x1]) or a lower pyramid level (image.levels[k] with "
+            "pixel_size_um=image.level_spacing_um(k)), or raise max_megapixels if memory allows "
+            "(about 60 bytes per pixel)", path=img.path)
+
+    rgb, grey = _as_rgb(img)
+    notes = {}
+    if grey:
+        vectors = None
+        background = _stains.estimate_background(rgb)
+        od = _stains.optical_density(rgb, background)
+        used = "he" if stain == "auto" else stain
+        notes["stain"] = "greyscale image: no stain separation; osteoclasts (TRAP colour) cannot be seen"
+    else:
+        od = _stains.optical_density(rgb, _stains.estimate_background(rgb))
+        if stain == "auto":
+            used, why = decide_stain(od)
+            notes["stain"] = why if used else f"{why}; analysed as H&E"
+            used = used or "he"
+        else:
+            used = stain
+            notes["stain"] = f"{stain} (given)"
+        vectors = estimate_section_stains(rgb, used)
+        if not vectors.estimated:
+            notes["stain_vectors"] = vectors.note
+        od = _stains.optical_density(rgb, vectors.background)
+
+    if nuclei is None:
+        from .nuclei import segment_nuclei
+
+        nuclei = segment_nuclei(img.with_spacing(spacing), **(nuclei_params or {}))
+    elif getattr(nuclei, "labels", np.zeros(0)).shape != rgb.shape[:2]:
+        raise BoneImgError(f"nuclei.labels must have the image's shape {rgb.shape[:2]}")
+
+    sees_osteoclasts = used == "trap" and not grey
+    trap = None
+    cells = None
+    if sees_osteoclasts:
+        amounts = _stains.separate_stains(rgb, vectors)
+        trap = amounts[..., 1]
+        cells = find_osteoclasts(trap, spacing, nuclei_labels=nuclei.labels, hematoxylin=amounts[..., 0],
+                                 contact_um=contact_um, min_nuclei=min_nuclei, culture=culture, **osteoclast_params)
+    regions, region_info = _regions.find_regions(od, spacing, nuclei_labels=nuclei.labels, nuclei_table=nuclei.table,
+                                                 exclude=None if cells is None else cells.labels > 0,
+                                                 with_bone=not culture, **(region_params or {}))
+    if "note" in region_info:
+        notes["bone"] = region_info["note"]
+
+    if cells is not None:
+        table = osteoclast_table(cells.labels, spacing, nuclei_labels=nuclei.labels, bone=regions == BONE,
+                                 regions=regions, contact_um=contact_um, min_nuclei=min_nuclei, culture=culture,
+                                 trap=trap)
+        labels = cells.labels
+    else:
+        table, labels = _empty_table(), np.zeros(regions.shape, np.int32)
+    in_tumour = nuclei.inside(regions == TUMOUR)
+    if "cell_type" in nuclei.table:
+        in_tumour &= nuclei.table["cell_type"].eq("tumour").to_numpy()
+    measurements, symbol_notes = section_measurements(
+        regions, spacing, n_tumour_cells=int(in_tumour.sum()), osteoclasts=table if sees_osteoclasts else None,
+        osteoclast_labels=labels, contact_um=contact_um, interface_um=interface_um)
+    if grey:
+        symbol_notes = {k: ("greyscale image: TRAP colour cannot be seen" if "Oc" in k else v)
+                        for k, v in symbol_notes.items()}
+    if culture:
+        symbol_notes = {k: (f"a culture has no bone ({v})" if "Pm" in k or "BS" in k else v)
+                        for k, v in symbol_notes.items()}
+    notes.update(symbol_notes)
+    parameters = {
+        "boneimg_version": __version__, "function": "analyze_section", "stain_requested": stain, "stain": used,
+        "pixel_size_um": list(spacing), "culture": bool(culture), "min_nuclei": int(min_nuclei),
+        "contact_um": contact_um, "interface_um": interface_um,
+        "stain_vectors": None if vectors is None else vectors.as_dict(),
+        "regions": region_info, "osteoclasts": None if cells is None else cells.parameters,
+        "nuclei": getattr(nuclei, "parameters", {}),
+        "tumour_cells": "nuclei in tumour regions" + (" typed tumour" if "cell_type" in nuclei.table else ""),
+    }
+    return SectionResult(regions, nuclei, table, labels, measurements, notes, used, vectors, tuple(spacing),
+                         parameters)
+
