@@ -56,3 +56,29 @@ def spacing_from_layer_meta(meta, path):
             path=path,
         )
     return tuple(float(s) * f for s, f in zip(meta["scale"], factors))
+
+
+def points_layer(table, image, name, **extra):
+    """A napari points tuple from a table with ``x``, ``y`` pixel columns; the table becomes features."""
+    import numpy as np
+
+    coords = table[["y", "x"]].to_numpy(float) if len(table) else np.zeros((0, 2))
+    features = table.reset_index(drop=True).copy()
+    if "label" in features:
+        features["index"] = features["label"]
+    kwargs = {"name": name, "features": features, "metadata": _provenance(image), **_scale_kwargs(image), **extra}
+    return coords, kwargs, "points"
+
+
+def image_from_layer(layer):
+    """A :class:`boneimg.Image` from a napari image layer, its spacing taken from scale and units."""
+    from boneimg.io.image import Image
+
+    data = layer.data[0] if layer.multiscale else layer.data
+    axes = "yxc" if layer.rgb else ("zyx" if data.ndim == 3 else "yx")
+    factors = [um_per_unit(str(unit)) for unit in layer.units]
+    spacing = None
+    if factors and all(f is not None for f in factors):
+        spacing = tuple(float(s) * f for s, f in zip(layer.scale, factors))
+    source = layer.metadata.get("source")
+    return Image(data, axes, spacing, layer.metadata.get("modality"), {"napari_layer": layer.name}, path=source)

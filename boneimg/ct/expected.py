@@ -9,12 +9,14 @@ estimated from the same bone:
 - cortical loss: the expected cortex (between the expected periosteal envelope and the
   endosteal one, which :mod:`.cortex` draws across defects from the intact cortex) that is not
   bone, with the one-voxel tolerance band of the reference mode;
-- trabecular loss: marrow spaces that hold a ball far larger than the bone's own marrow spaces
-  (radius above `void_factor` times the 95th percentile of the local spacing radius, measured
-  at the centres of the marrow spaces), inside the zone that holds trabecular bone; the bone
-  lost there is estimated as the void volume times the BV/TV of the rest of the zone;
+- trabecular loss: marrow inside the zone that holds trabecular bone (the trabecular bone closed
+  with a ball of `trabecular_zone_um`) whose local spacing (Tb.Sp, the diameter of the largest
+  sphere in the marrow that holds the voxel, :func:`boneimg.ct.thickness.local_thickness`) is
+  more than `void_factor` times the zone's median: a void where trabeculae are expected. The
+  bone lost there is estimated as the void volume times the BV/TV of the rest of the zone;
 - intramedullary new bone: bone in the marrow compartment thick enough to hold a ball of
-  `blastic_min_thickness_um` diameter, far thicker than trabeculae;
+  `blastic_min_thickness_um` diameter, far thicker than trabeculae (with the bone within two
+  voxels of it: its rough rim);
 - periosteal new bone: bone outside the expected periosteal envelope.
 
 These are estimates: the reference mode measures the lesions themselves.
@@ -23,13 +25,11 @@ These are estimates: the reference mode measures the lesions themselves.
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage as ndi
 
-from .masks import closing, difference, dilate, distance_inside, opening, remove_small
+from .cortex import ENVELOPE_SNAP_PX
+from .masks import closing, difference, dilate, erode, opening, remove_small
 from .rays import Rays, robust_radius
-
-RIDGE_PERCENTILE = 95
-
+from .thickness import local_thickness
 
 @dataclass
 class ExpectedChanges:
@@ -50,8 +50,8 @@ class ExpectedChanges:
     expected_periosteal : ndarray of bool
         The expected periosteal envelope (its volume is the tissue volume TV); the periosteal
         envelope itself in slices without a cortex.
-    void_radius_um : float
-        Smallest ball radius of a trabecular void; NaN without marrow spaces.
+    void_diameter_um : float
+        Smallest local spacing of a trabecular void; NaN without trabecular bone.
     notes : list of str
     """
 
@@ -61,7 +61,7 @@ class ExpectedChanges:
     marrow_new_bone: np.ndarray
     periosteal_new_bone: np.ndarray
     expected_periosteal: np.ndarray
-    void_radius_um: float
+    void_diameter_um: float
     notes: list = field(default_factory=list)
 
 
@@ -78,8 +78,7 @@ def expected_changes(bone, comp, spacing_um, *, min_voxels, void_factor=2.0, tra
     min_voxels : int
         Smaller connected components are not lesions.
     void_factor : float
-        A trabecular void holds a ball this many times larger than the bone's usual marrow
-        spaces (95th percentile of the spacing radius at their centres).
+        A trabecular void has a local spacing this many times the median of the zone.
     trabecular_zone_um : float
         Radius of the ball that closes the trabecular bone into the zone where trabeculae are
         expected (voids larger than this are not bridged), in µm.
@@ -96,26 +95,27 @@ def expected_changes(bone, comp, spacing_um, *, min_voxels, void_factor=2.0, tra
     expected_cortex = expected_periosteal & ~comp.endosteal & comp.cortex_slices[:, None, None]
     cortical_loss = difference(expected_cortex, bone, min_voxels)
     trabecular = bone & comp.endosteal
-    marrow_new = remove_small(opening(trabecular, blastic_min_thickness_um / 2, spacing_um), min_voxels)
+    # the opening misses the rough rim of new bone: take the bone within two voxels of it too
+    thick = opening(trabecular, blastic_min_thickness_um / 2, spacing_um)
+    marrow_new = remove_small(trabecular & dilate(thick, 2 * max(spacing_um), spacing_um), min_voxels)
 
-    zone = closing(trabecular & ~marrow_new, trabecular_zone_um, spacing_um) & comp.endosteal
+    # the zone grows from trabeculae, not from cortex fragments within the envelope's 2-pixel
+    # tolerance (see boneimg.ct.cortex)
+    seeds = trabecular & ~marrow_new & erode(comp.endosteal, ENVELOPE_SNAP_PX * max(spacing_um[1:]), spacing_um)
+    zone = closing(seeds, trabecular_zone_um, spacing_um) & comp.endosteal
     marrow = zone & ~bone
     voids = np.zeros_like(bone)
-    void_radius = expected_bv_tv = float("nan")
-    if marrow.any():
-        # the field of view's border counts as bone: a space cut by it is not known to be large
-        radius = distance_inside(np.pad(marrow, 1), spacing_um)[1:-1, 1:-1, 1:-1]
-        centres = marrow & (radius >= ndi.maximum_filter(radius, size=3))
-        void_radius = void_factor * float(np.percentile(radius[centres], RIDGE_PERCENTILE))
-        # opening of the marrow: every ball of the void radius that fits in it
-        voids = remove_small(dilate(radius > void_radius, void_radius, spacing_um) & marrow, min_voxels)
+    void_diameter = expected_bv_tv = float("nan")
+    if marrow.any() and trabecular[zone].any():
+        spacing_map = local_thickness(marrow, spacing_um, roi=zone)  # Tb.Sp at every marrow voxel
+        void_diameter = void_factor * float(np.nanmedian(spacing_map))
+        voids = remove_small(marrow & (spacing_map > void_diameter), min_voxels)
         rest = zone & ~voids
-        if trabecular[rest].any():
-            expected_bv_tv = float(trabecular[rest].mean())
+        expected_bv_tv = float(trabecular[rest].mean())
     if not trabecular.any():
         notes.append("no trabecular bone in the marrow compartment: trabecular loss not assessed")
     return ExpectedChanges(cortical_loss, voids, expected_bv_tv, marrow_new, periosteal_new,
-                           expected_periosteal, void_radius, notes)
+                           expected_periosteal, void_diameter, notes)
 
 
 

@@ -99,7 +99,7 @@ def bone_morphometry(mask, voxel_size_um, *, roi=None, subvoxel=False):
                 "the region of interest is empty")
     else:
         result["BV/TV_pct"] = 100.0 * n_bone / n_tissue
-        result[surface_key] = _surface(inside, known, spacing) * 1e-3 ** (bone.ndim - 1)
+        result[surface_key] = _surface(bone, known, spacing) * 1e-3 ** (bone.ndim - 1)
         if n_bone:
             result["BS/BV_per_mm"] = result[surface_key] / result[bone_key]
         else:
@@ -149,12 +149,13 @@ def bone_morphometry(mask, voxel_size_um, *, roi=None, subvoxel=False):
     return result
 
 
-def _surface(inside, known, spacing):
+def _surface(bone, known, spacing):
     """Bone surface in µm^(n-1) (area in 3-D, perimeter in 2-D), without the region's cut.
 
-    3-D: marching cubes on the bone within the region; a vertex lies on a grid edge between two
-    voxel centres, and a triangle counts with the fraction of its vertices whose edge has both
-    voxels in the region. On binary data this reads curved surfaces 5-9 % high (spheres of
+    3-D: marching cubes on the bone mask, continued by one voxel past the array's faces so that
+    nothing closes the bone there; a vertex lies on a grid edge between two voxel centres, and
+    a triangle counts with the fraction of its vertices whose edge has both voxels in the region
+    (so a surface reaching the region's edge counts up to it, about). On binary data this reads curved surfaces 5-9 % high (spheres of
     radius 4-13 voxels) and flat faces with their edges about 3 % low (a 20-voxel cube), like
     every marching-cubes BS.
 
@@ -164,10 +165,11 @@ def _surface(inside, known, spacing):
     for. Unbiased for outlines of random orientation (discs within 2 %); a straight edge reads
     up to 7 % off depending on its angle.
     """
+    inside = bone & known
     if inside.ndim == 3:
-        if not inside.any():
+        if not inside.any() or bone.all():
             return 0.0
-        vertices, faces, _, _ = measure.marching_cubes(np.pad(inside, 1).astype(np.float32), 0.5,
+        vertices, faces, _, _ = measure.marching_cubes(np.pad(bone, 1, mode="edge").astype(np.float32), 0.5,
                                                        allow_degenerate=False)
         known_vertex = _on_known_edge(vertices, np.pad(known, 1))
         corners = vertices[faces] * np.asarray(spacing)

@@ -10,18 +10,19 @@ structure. On the voxel grid:
 - the local thickness of voxel p is ``2 max{r(c) : |p - c| < r(c)}`` over the structure's voxels.
 
 This is BoneJ's convention (diameter = 2 x distance to the nearest background voxel centre):
-a plate t voxels thick reads t (t even) or t + 1 (t odd) voxels. ``subvoxel=True`` measures on
-a grid refined by 2 along each axis (see :func:`local_thickness`).
+a plate t voxels thick reads t (t even) or t + 1 (t odd) voxels; rods and spheres of diameter d
+read 0-1.5 voxels low, their best centre being off the true one. ``subvoxel=True`` puts sphere
+centres on a 3x finer grid (see :func:`local_thickness`).
 
 Outside the analysed region (``roi``) and outside the array the image is unknown, neither
-phase. A sphere may reach into the unknown, but no further than a sphere of the same size that
-lies wholly in the known structure and can be slid to it without meeting the other phase: r(c)
-is the radius of the fully known spheres (unknown counted as the other phase) reconstructed
-(grey-level reconstruction by dilation along 6-connected paths through the structure) under the radius
-with the unknown ignored. So a plate or rod crossing the region's edge reads its full thickness
-right up to the edge, while a plate or gap lying along the edge is read at its visible width and
-never at twice it (tools that ignore the array border read a plate lying on it at double width;
-tools that count the border as background read thinner near it).
+phase. A sphere may reach into the unknown, but only if a sphere of the same size lies wholly
+in the known structure and can be slid to it without meeting the other phase: r(c) is the
+radius with the unknown counted as the other phase, reconstructed (grey-level reconstruction
+by dilation along 6-connected paths through the structure) under the radius with the unknown
+ignored. So a plate or rod crossing the region's edge reads its full thickness right up to the
+edge, while a plate or gap lying along the edge is read at its visible width and never at twice
+it (tools that ignore the array border read a plate lying on it at double width; tools that
+count the border as background read thinner near it).
 
 Algorithm: squared distances are exact (separable minimum over a window that grows until no
 voxel is left at the window's reach). Every structure voxel c is a sphere centre; among its
@@ -37,7 +38,7 @@ import math
 
 import numpy as np
 
-from ._inputs import binary_mask, region, voxel_size
+from ._inputs import binary_mask, check_memory, region, voxel_size
 
 #: Refinement of the sphere centres' grid (per axis) in sub-voxel mode (odd: the coarse voxel
 #: centres stay on the fine grid).
@@ -84,6 +85,7 @@ def local_thickness(mask, voxel_size_um, *, roi=None, subvoxel=False):
     other = known & ~structure
     if subvoxel:
         factor = SUBVOXEL_FACTOR
+        check_memory(tuple(n * factor for n in structure.shape), "mask (sub-voxel mode)")
         fine_inside, fine_known = inside, known
         for axis in range(structure.ndim):
             fine_inside, fine_known = (np.repeat(a, factor, axis=axis) for a in (fine_inside, fine_known))
@@ -108,36 +110,36 @@ def _diameter_um(inside, other, known, spacing):
     pad = np.pad(inside, 1)
     # radius with the unknown ignored, and with the unknown counted as the other phase
     if other.any():
-        reaching = squared_distance(np.pad(~other, 1, constant_values=True), weights)
+        reaching = _squared_distance(np.pad(~other, 1, constant_values=True), weights)
     else:  # nothing bounds a sphere but the unknown
         integer = all(isinstance(w, int) for w in weights)
         reaching = np.full(pad.shape, np.iinfo(np.uint32).max if integer else np.inf,
                            dtype=np.uint32 if integer else np.float64)
     reaching *= pad
-    # never above `reaching`, so its dtype holds it
-    fully_known = np.minimum(reaching, _squared_distance_to_unknown(known, weights)).astype(reaching.dtype)
+    fully_known = _limit_by_unknown(reaching, known, weights)
     if not fully_known.any():
         return np.zeros(inside.shape, dtype=np.float32)
     radius = _reconstruct(fully_known, np.minimum(reaching, fully_known.max()))
     del fully_known, reaching
-    # spheres may now reach past the array: pad by the largest radius
-    margin = int(math.isqrt(int(math.ceil(float(radius.max()) / min(weights))))) + 1
-    covering = max_covering(np.pad(pad, margin), np.pad(radius, margin), weights)
-    core = tuple(slice(margin + 1, margin + 1 + n) for n in inside.shape)
+    covering = _max_covering(pad, radius, weights)
+    core = tuple(slice(1, 1 + n) for n in inside.shape)
     return (2 * math.sqrt(unit_um2)) * np.sqrt(covering[core], dtype=np.float32)
 
 
-def _squared_distance_to_unknown(known, weights):
-    """Squared distance from each voxel of the one-voxel-padded array to the unknown."""
-    if known.all():  # only the outside of the array: the nearest face along each axis
-        total = None
-        for axis, (n, weight) in enumerate(zip(known.shape, weights)):
-            index = np.arange(n + 2)
-            along = weight * np.minimum(index, n + 1 - index) ** 2
-            along = along.reshape([-1 if a == axis else 1 for a in range(known.ndim)])
-            total = along if total is None else np.minimum(total, along)
-        return np.broadcast_to(total, tuple(n + 2 for n in known.shape))
-    return squared_distance(np.pad(known, 1), weights)
+def _limit_by_unknown(reaching, known, weights):
+    """``min(reaching, squared distance to the unknown)`` on the one-voxel-padded grid."""
+    dtype = reaching.dtype
+    top = np.iinfo(dtype).max if dtype.kind == "u" else np.inf
+    if not known.all():
+        to_unknown = _squared_distance(np.pad(known, 1), weights)
+        return np.minimum(reaching, np.minimum(to_unknown, top).astype(dtype))
+    # only the outside of the array: the nearest face along each axis, one axis at a time
+    limited = reaching.copy()
+    for axis, (n, weight) in enumerate(zip(known.shape, weights)):
+        index = np.arange(n + 2)
+        along = np.minimum(weight * np.minimum(index, n + 1 - index) ** 2, top).astype(dtype)
+        np.minimum(limited, along.reshape([-1 if a == axis else 1 for a in range(known.ndim)]), out=limited)
+    return limited
 
 
 def _reconstruct(seed, mask):
@@ -179,18 +181,17 @@ def _axis_weights(spacing):
     return tuple(ratios), smallest
 
 
-def squared_distance(structure, weights, *, cap=None):
+def _squared_distance(structure, weights):
     """Exact squared Euclidean distance from each structure voxel to the nearest other voxel.
 
     Parameters
     ----------
     structure : ndarray of bool
-        The structure. Voxels beyond the array are ignored (pad with False to count them).
+        The structure, with at least one voxel outside it. Voxels beyond the array are ignored
+        (pad with False to count them).
     weights : tuple
         Squared voxel size of each axis in a common unit: integers give an exact unsigned
         integer result, floats a float64 one.
-    cap : int or float, optional
-        Compute only up to this value: larger distances come back as `cap`.
 
     Returns
     -------
@@ -198,11 +199,13 @@ def squared_distance(structure, weights, *, cap=None):
         Squared distance in the unit of `weights` (0 outside the structure).
     """
     integer = all(isinstance(w, int) for w in weights)
-    fixed = cap is not None
-    reach = 7.0  # window half-width in the smallest voxel size, doubled until no voxel is left at it
+    # window half-width in the smallest voxel size: 7, 15, 31, ... from the first one that a
+    # 4x coarser grid suggests, widened until no voxel is left at the window's reach
+    reach = 7.0
+    while reach < _distance_estimate(structure, weights):
+        reach = 2 * reach + 1
     while True:
-        if not fixed:
-            cap = reach * reach * min(weights) + 1  # every value below the cap is exact
+        cap = reach * reach * min(weights) + 1  # every value below the cap is exact
         if integer:
             cap = int(math.ceil(cap))
             dtype = np.uint8 if cap <= 0xFF else np.uint16 if cap <= 0xFFFF else np.uint32
@@ -212,9 +215,23 @@ def squared_distance(structure, weights, *, cap=None):
         for weight in weights:
             # each pass works along the first axis, then rotates it to the end
             squared = np.ascontiguousarray(np.moveaxis(_window_min(squared, weight, cap), 0, -1))
-        if fixed or not (squared >= cap).any():
+        if not (squared >= cap).any():
             return squared
         reach = 2 * reach + 1
+
+
+def _distance_estimate(structure, weights, block=4):
+    """Largest distance (in the smallest voxel size) seen on a grid `block` times coarser, where
+    a cell is structure only if all its voxels are; 0 for small arrays."""
+    shape = [n // block for n in structure.shape]
+    if min(shape) < 2:
+        return 0.0
+    cropped = structure[tuple(slice(0, n * block) for n in shape)]
+    cells = cropped.reshape([v for n in shape for v in (n, block)]).all(axis=tuple(range(1, 2 * len(shape), 2)))
+    if cells.all() or not cells.any():
+        return 0.0
+    scale = math.sqrt(max(weights) / min(weights))
+    return block * (math.sqrt(float(_squared_distance(cells, weights).max()) / min(weights)) + scale)
 
 
 def _window_min(values, weight, cap):
@@ -237,13 +254,14 @@ def _window_min(values, weight, cap):
     return out
 
 
-def max_covering(structure, squared, weights):
+def _max_covering(structure, squared, weights):
     """For each voxel, the largest squared radius among the spheres that cover it.
 
     Parameters
     ----------
     structure : ndarray of bool
-        The sphere centres, padded so that every sphere lies inside the array.
+        The sphere centres. Spheres may reach past the array (they are painted on a copy padded
+        by the largest radius).
     squared : ndarray
         Squared radius of the sphere at each centre (0 elsewhere): unsigned integers, or
         floats (slower).
@@ -256,7 +274,9 @@ def max_covering(structure, squared, weights):
         ``max{squared[c] : |p - c|² < squared[c]}`` at each voxel p (0 where no sphere reaches).
     """
     ndim = structure.ndim
-    strides = np.array([int(np.prod(structure.shape[a + 1:])) for a in range(ndim)], dtype=np.int64)
+    margin = int(math.isqrt(int(math.ceil(float(squared.max()) / min(weights))))) + 1
+    painted_shape = tuple(n + 2 * margin for n in structure.shape)
+    strides = np.array([int(np.prod(painted_shape[a + 1:])) for a in range(ndim)], dtype=np.int64)
     offsets = np.array([o for o in itertools.product((-1, 0, 1), repeat=ndim) if any(o)])
     lengths = np.sqrt((offsets * offsets) @ np.asarray(weights, dtype=np.float64))
     if squared.dtype.kind == "u":  # integer squared distances order themselves
@@ -264,19 +284,23 @@ def max_covering(structure, squared, weights):
     else:  # float ones are replaced by their rank among the distinct values
         levels, code = np.unique(squared, return_inverse=True)
         code = code.reshape(squared.shape)
+    # neighbour order (forward or backward in flat index) is the same on both grids
     parent_key, bits = _parents(code, offsets, lengths, strides, levels)
 
     # every structure voxel is a sphere centre with a parent (id 0: none, the sphere is written whole)
     centres = np.flatnonzero(structure.ravel())
     own = code.ravel()[centres].astype(np.int64)
     keys = parent_key.ravel()[centres].astype(np.int64)
+    del parent_key
+    # the same centres, in the same order, on the array padded for painting
+    centres = np.flatnonzero(np.pad(structure, margin).ravel())
     parent_id = keys & ((1 << bits) - 1)
     parent = np.where(parent_id > 0, keys >> (bits + 1), 0)
     del keys
     values = np.arange(int(own.max()) + 1, dtype=np.float64) if levels is None else levels
     present = np.flatnonzero(np.bincount(own))
     templates = _Templates(values, present, offsets, weights, strides,
-                           np.int32 if squared.size < 2**31 else np.int64)
+                           np.int32 if np.prod(painted_shape, dtype=np.float64) < 2**31 else np.int64)
     # drop the centres whose sphere lies inside the parent's (empty template)
     keep = (parent_id == 0) | (values[parent] * (1 - 1e-12) <= templates.farthest[own, parent_id])
     centres, own, parent, parent_id = centres[keep], own[keep], parent[keep], parent_id[keep]
@@ -290,7 +314,7 @@ def max_covering(structure, squared, weights):
     starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
     ends = np.r_[starts[1:], group.size]
 
-    covering = np.zeros(squared.size, dtype=squared.dtype)
+    covering = np.zeros(int(np.prod(painted_shape)), dtype=squared.dtype)
     for start, end in zip(starts, ends):
         rest, pid = divmod(int(group[start]), n_ids)
         own_code, parent_code = divmod(rest, n_codes)
@@ -300,7 +324,7 @@ def max_covering(structure, squared, weights):
         per_chunk = max(1, _CHUNK // max(1, template.size))
         for first in range(0, members.size, per_chunk):
             covering[(members[first:first + per_chunk, None] + template[None, :]).ravel()] = value
-    return covering.reshape(squared.shape)
+    return covering.reshape(painted_shape)[tuple(slice(margin, margin + n) for n in structure.shape)]
 
 
 class _Templates:

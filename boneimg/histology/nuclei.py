@@ -43,6 +43,9 @@ _CLIP = 1.3        # the signal is clipped at 1.3 T before blob detection (flatt
 _EXTENT = 0.7      # nuclear pixels: signal above 0.7 T
 _SEED_LEVEL = 0.8  # a seed must lie where the signal exceeds 0.8 T
 _N_SCALES = 4      # Laplacian-of-Gaussian scales between the smallest and largest diameter
+_SHAPE_WEIGHT = 0.5  # weight of the (capped) distance to the background in the watershed landscape
+_NECK_ONE = 1.2    # touching pieces joined by a cut this wide (relative to their thickness) are one nucleus
+_NECK_SMOOTH = 1.0  # ... and from this wide when the stain shows no dip between them
 _STATS_MAX_PIXELS = 4_000_000  # image-wide statistics from at most this many working pixels
 
 
@@ -335,7 +338,11 @@ def _stain_model(sample8, grey):
 
 
 def _hematoxylin(rgb8, vectors):
-    return _stains.stain_amount(rgb8, vectors, 0)
+    """Hematoxylin density, 0 on pigment, ink and other neutral dark pixels."""
+    hema = _stains.stain_amount(rgb8, vectors, 0)
+    if vectors.names[0] == "hematoxylin":
+        hema[_stains.neutral_dark(rgb8, vectors.background)] = 0
+    return hema
 
 
 # ---------------------------------------------------------------------------------------------
@@ -438,20 +445,41 @@ def _segment_block(hema, wpx, params, threshold):
     foreground = signal > _EXTENT * threshold
     foreground = _fill_small_holes(foreground, math.pi * (dmax / 2) ** 2 / wpx ** 2)
     foreground[peaks[:, 0], peaks[:, 1]] = True
+    # shape: the distance to the background peaks once per round nucleus, also where touching
+    # nuclei of even stain make one flat blob that the stain alone cannot split
+    distance = ndi.distance_transform_edt(foreground).astype(np.float32)
+    peaks = np.concatenate([peaks, _shape_seeds(distance, peaks, wpx, params)])
     markers = np.zeros(hema.shape, np.int32)
     markers[peaks[:, 0], peaks[:, 1]] = np.arange(1, len(peaks) + 1)
-    labels = watershed(-clipped, markers, mask=foreground)
+    landscape = clipped + np.minimum(distance * (wpx / (dmin / 2)), 1.0) * np.float32(_SHAPE_WEIGHT)
+    labels = watershed(-landscape, markers, mask=foreground)
     # nuclear pixels that no seed reached: one object per connected piece
     orphans, n_orphans = ndi.label(foreground & (labels == 0))
     if n_orphans:
         labels = np.where(orphans > 0, orphans + len(peaks), labels)
-    labels = _merge_without_dip(labels, clipped, params.split_depth)
+    labels = _merge_pieces(labels, clipped, params.split_depth)
     sizes = np.bincount(labels.ravel())
     small = sizes < params.min_area_um2 / wpx ** 2
     small[0] = False
     if small.any():
         labels[small[labels]] = 0
     return labels.astype(np.int32, copy=False)
+
+
+def _shape_seeds(distance, stain_peaks, wpx, params):
+    """Maxima of the distance to the background (at least a quarter of the smallest diameter
+    deep) farther from every stain seed than 1.2 times their depth, as (row, col)."""
+    from scipy.spatial import cKDTree
+    from skimage.feature import peak_local_max
+
+    dmin = params.diameter_um[0]
+    smooth = ndi.gaussian_filter(distance, 1.0)
+    found = peak_local_max(smooth, min_distance=max(1, int(round(dmin / 2 / wpx))),
+                           threshold_abs=dmin / 4 / wpx, exclude_border=False)
+    if len(found) == 0 or len(stain_peaks) == 0:
+        return found.reshape(-1, 2)
+    nearest, _ = cKDTree(stain_peaks).query(found)
+    return found[nearest > 1.2 * distance[found[:, 0], found[:, 1]]].reshape(-1, 2)
 
 
 def _blob_seeds(clipped, wpx, params):
@@ -499,12 +527,22 @@ def _fill_small_holes(mask, max_area_px):
     return mask | small[pieces]
 
 
-def _merge_without_dip(labels, height, depth):
-    """Merge adjacent regions whose saddle lies within `depth` of the lower of their two peaks.
+def _merge_pieces(labels, height, depth):
+    """Merge adjacent pieces that are one nucleus by shape, or by shape and stain together.
 
-    The saddle of two touching regions is the highest value of ``min(height[p], height[q])``
-    over neighbouring pixels p, q on either side of their boundary; merging in order of
-    decreasing saddle with union-find is the h-maxima (dynamics) criterion applied to regions.
+    For two touching pieces a, b:
+
+    - the *cut* is the number of neighbouring pixel pairs across their boundary, and the
+      *neck ratio* the cut over the thickness (largest inscribed diameter) of the thinner
+      piece: two round nuclei that touch meet along a short cut (ratio about 0.5 after the
+      smoothing), while a watershed line across one round nucleus is longer than the pieces are
+      thick (ratio up to 2);
+    - the *dip* is how far the signal falls from the lower of the two peaks to the saddle (the
+      highest ``min(height[p], height[q])`` over the pairs across the boundary).
+
+    Pieces merge when the neck ratio is at least 1.2 (one nucleus cut across), or when it is at
+    least 1.0 and the dip is at most `depth` (no sign of two objects). Merging runs in order of
+    decreasing saddle with union-find, so chains of pieces merge.
     """
     n = int(labels.max(initial=0))
     if n < 2:
@@ -524,11 +562,14 @@ def _merge_without_dip(labels, height, depth):
     code, values = code[order], values[order]
     starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
     saddle = np.maximum.reduceat(values, starts)
+    cut = np.diff(np.r_[starts, len(code)])
     code = code[starts]
-    peak = np.full(n + 1, -np.inf)
     inside = labels.ravel() > 0
+    peak = np.full(n + 1, -np.inf)
     highest = pd.Series(height.ravel()[inside]).groupby(labels.ravel()[inside]).max()
     peak[highest.index.to_numpy()] = highest.to_numpy()
+    thickness = np.ones(n + 1)
+    thickness[1:] = _thickness(labels, n)
     parent = np.arange(n + 1)
 
     def root(i):
@@ -540,14 +581,32 @@ def _merge_without_dip(labels, height, depth):
     merged = False
     for k in np.argsort(-saddle, kind="stable"):
         a, b = root(int(code[k] // (n + 1))), root(int(code[k] % (n + 1)))
-        if a != b and saddle[k] >= min(peak[a], peak[b]) - depth:
+        if a == b:
+            continue
+        ratio = cut[k] / min(thickness[a], thickness[b])
+        no_dip = saddle[k] >= min(peak[a], peak[b]) - depth
+        if ratio >= _NECK_ONE or (ratio >= _NECK_SMOOTH and no_dip):
             parent[b] = a
             peak[a] = max(peak[a], peak[b])
+            thickness[a] = max(thickness[a], thickness[b])
             merged = True
     if not merged:
         return labels
     roots = np.array([root(i) for i in range(n + 1)])
     return roots[labels]
+
+
+def _thickness(labels, n):
+    """Largest inscribed diameter (pixels) of each piece 1..n, boundaries between pieces excluded."""
+    interior = labels.copy()
+    interior[:, :-1][labels[:, :-1] != labels[:, 1:]] = 0
+    interior[:-1][labels[:-1] != labels[1:]] = 0
+    distance = ndi.distance_transform_edt(interior > 0)
+    inside = interior.ravel() > 0
+    deepest = pd.Series(distance.ravel()[inside]).groupby(interior.ravel()[inside]).max()
+    out = np.ones(n)
+    out[deepest.index.to_numpy() - 1] = 2 * deepest.to_numpy()
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -625,8 +684,10 @@ def _run_classical(img, px, params):
 
 
 def _disk_backed_labels(shape):
-    handle = tempfile.TemporaryFile(prefix="boneimg-nuclei-")
-    return np.memmap(handle, dtype=np.int32, mode="w+", shape=shape)
+    """Zeroed int32 array in an anonymous temporary file (freed with the array)."""
+    with tempfile.TemporaryFile(prefix="boneimg-nuclei-") as handle:
+        # the memory map keeps its own descriptor; the unlinked file lives as long as the map
+        return np.memmap(handle, dtype=np.int32, mode="w+", shape=shape)
 
 
 def _process_window(data, white, vectors, threshold, factor, wpx, work_shape, params, core, margin, out, rows_out,

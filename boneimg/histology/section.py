@@ -265,12 +265,12 @@ def analyze_section(image, *, stain="auto", pixel_size_um=None, culture=False, m
         raise BoneImgError(f"nuclei.labels must have the image's shape {rgb.shape[:2]}")
 
     sees_osteoclasts = used == "trap" and not grey
-    trap = None
+    trap = hema = None
     cells = None
     if sees_osteoclasts:
         amounts = _stains.separate_stains(rgb, vectors)
-        trap = amounts[..., 1]
-        cells = find_osteoclasts(trap, spacing, nuclei_labels=nuclei.labels, hematoxylin=amounts[..., 0],
+        trap, hema = amounts[..., 1], amounts[..., 0]
+        cells = find_osteoclasts(trap, spacing, nuclei_labels=nuclei.labels, hematoxylin=hema,
                                  contact_um=contact_um, min_nuclei=min_nuclei, culture=culture, **osteoclast_params)
     regions, region_info = _regions.find_regions(od, spacing, nuclei_labels=nuclei.labels, nuclei_table=nuclei.table,
                                                  exclude=None if cells is None else cells.labels > 0,
@@ -279,7 +279,8 @@ def analyze_section(image, *, stain="auto", pixel_size_um=None, culture=False, m
         notes["bone"] = region_info["note"]
 
     if cells is not None:
-        table = osteoclast_table(cells.labels, spacing, nuclei_labels=nuclei.labels, bone=regions == BONE,
+        table = osteoclast_table(cells.labels, spacing, nuclei_labels=nuclei.labels, hematoxylin=hema,
+                                 bone=regions == BONE,
                                  regions=regions, contact_um=contact_um, min_nuclei=min_nuclei, culture=culture,
                                  trap=trap)
         labels = cells.labels

@@ -21,7 +21,11 @@ REFERENCE_OD = {
 }
 STAIN_SETS = {"he": ("hematoxylin", "eosin"), "trap": ("hematoxylin", "trap")}
 _MAX_SAMPLE = 200_000  # pixels used for the estimate
+_MIN_GLASS = 0.75  # brightest pixels darker than 75 % of full white are tissue: glass taken as white
+_PIGMENT_MIN_OD = 0.6  # grey-to-black pixels darker than this ...
+_PIGMENT_COS = float(np.cos(np.radians(8.0)))  # ... and within 8° of grey are pigment, ink or folds
 _MAX_ANGLE_DEG = 40.0  # published per-image estimates lie up to ~35° from the reference; beyond is noise
+_MAX_HEMATOXYLIN_ANGLE_DEG = 25.0  # for nuclei: further out, brown pigment or debris has pulled the estimate
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,11 @@ def optical_density(rgb, background):
 
 
 def estimate_background(rgb, *, percentile=99.0):
-    """Intensity of the brightest (unstained) pixels per channel."""
+    """Intensity of the brightest (unstained) pixels per channel (I0 of Beer–Lambert).
+
+    When even the brightest pixels are darker than 75 % of full white in some channel, no glass
+    is in view and full white is returned instead.
+    """
     rgb = _check_rgb(rgb)
     sample = rgb.reshape(-1, 3)[:: max(1, rgb.shape[0] * rgb.shape[1] // 500_000)]
     if sample.dtype.kind == "u" and sample.dtype.itemsize <= 2 and len(sample):
@@ -112,7 +120,11 @@ def estimate_background(rgb, *, percentile=99.0):
                            for c in range(3)], float)
     else:
         bright = np.percentile(sample.astype(np.float32), percentile, axis=0)
-    return np.maximum(bright, 0.5 * _max_value(rgb))
+    white = _max_value(rgb)
+    if bright.min() < _MIN_GLASS * white:
+        # no glass in view (tissue edge to edge): the brightest pixels are tissue, not I0
+        return np.full(3, white)
+    return bright
 
 
 def estimate_stains(rgb, stain="he", *, od_threshold=0.15, angle_percentile=1.0, min_pixels=500, stained="norm"):
@@ -161,7 +173,9 @@ def estimate_nuclear_contrast(rgb, *, od_threshold=0.15, min_pixels=500):
     detection F1 by about 0.05 over Macenko's eosin (see benchmarks/RESULTS.md).
 
     - hematoxylin: Macenko's estimate with his original stained-pixel test (every channel
-      above `od_threshold`), or the reference when it lies more than 40° away;
+      above `od_threshold`), or the reference when it lies more than 25° away (published
+      per-image hematoxylin estimates lie within about 15°; beyond, brown pigment or debris
+      has pulled it);
     - tissue: median optical density of the stained pixels (length above `od_threshold`) in
       the less hematoxylin-like half (by angle to the hematoxylin direction).
 
@@ -187,7 +201,7 @@ def estimate_nuclear_contrast(rgb, *, od_threshold=0.15, min_pixels=500):
     hema = reference.od[0]
     if od_all.shape[0] >= min_pixels:
         estimate, angle = _macenko(od_all, reference, 1.0)
-        if angle[0] <= _MAX_ANGLE_DEG:
+        if angle[0] <= _MAX_HEMATOXYLIN_ANGLE_DEG:
             hema = estimate[0]
         else:
             notes.append(f"hematoxylin estimate {angle[0]:.0f}° from its reference: reference used")
@@ -212,8 +226,46 @@ def _stained_pixels(rgb, stain, od_threshold, rule):
     background = estimate_background(pixels[None])
     reference = reference_stains(stain, background)
     od = optical_density(pixels[None], background).reshape(-1, 3)
-    keep = (od > od_threshold).all(axis=1) if rule == "all" else np.linalg.norm(od, axis=1) > od_threshold
+    norm = np.linalg.norm(od, axis=1)
+    keep = (od > od_threshold).all(axis=1) if rule == "all" else norm > od_threshold
+    keep &= ~_is_neutral_dark(od, norm)  # black pigment, ink, folds: not a stain
     return reference, od[keep]
+
+
+def _is_neutral_dark(od, norm):
+    """Grey-to-black pixels (optical density nearly equal in R, G, B, and high)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos_neutral = od.sum(axis=-1) / (np.sqrt(3) * norm)
+    return (norm > _PIGMENT_MIN_OD) & (cos_neutral > _PIGMENT_COS)
+
+
+def neutral_dark(rgb, background):
+    """Mask of pigment, ink and other grey-to-black pixels that no H&E or TRAP stain makes.
+
+    A pixel is neutral dark when its optical density exceeds 0.6 and its (R, G, B) optical
+    density lies within 8° of the grey direction (hematoxylin lies 19° from it).
+
+    Parameters
+    ----------
+    rgb : ndarray of shape (M, N, 3)
+    background : sequence of 3 float
+        Glass intensity per channel (``StainVectors.background``).
+
+    Returns
+    -------
+    ndarray of bool, shape (M, N)
+    """
+    rgb = _check_rgb(rgb)
+    if rgb.dtype.kind == "u" and rgb.dtype.itemsize <= 2:
+        scale = _max_value(rgb)
+        values = np.arange(int(scale) + 1, dtype=np.float32) / scale
+        channels = [_od_of(values, background[c] / scale)[rgb[..., c]] for c in range(3)]
+        total = channels[0] + channels[1] + channels[2]
+        norm = np.sqrt(channels[0] ** 2 + channels[1] ** 2 + channels[2] ** 2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (norm > _PIGMENT_MIN_OD) & (total > _PIGMENT_COS * np.sqrt(3) * norm)
+    od = optical_density(rgb, background)
+    return _is_neutral_dark(od, np.linalg.norm(od, axis=-1))
 
 
 def _macenko(od, reference, angle_percentile):
