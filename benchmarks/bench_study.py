@@ -5,7 +5,8 @@ with 1.
 
 Usage::
 
-    python benchmarks/bench_study.py [--analysis real|stand-in] [--pixel-size 10] [--repeats 2] [--workdir DIR]
+    python benchmarks/bench_study.py [--analysis real|stand-in] [--pixel-size 7.5] [--repeats 2]
+                                     [--workdir DIR]
 
 What it does:
 
@@ -28,8 +29,9 @@ other work the ratio moves a lot between runs, so each run also prints its CPU t
 command and its workers) and the load average before it started: a wall time well above the
 CPU time of a 1-worker run means the machine was busy. The work that does not run in parallel
 (starting Python, imports, statistics, plots) takes about 4 s, so the target needs images that
-take a realistic time to analyse: the default 10 µm pixels make 800 x 400 px radiographs. It
-always exits 0 and prints PASS/FAIL.
+take a realistic time to analyse: the default 7.5 µm pixels make 1067 x 533 px radiographs of an
+8 x 4 mm field (cabinet X-ray systems image mouse limbs at 5-10 µm). It always exits 0 and
+prints PASS/FAIL.
 """
 
 import argparse
@@ -105,8 +107,8 @@ def read_tables(out):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--analysis", choices=("real", "stand-in"), default="real")
-    parser.add_argument("--pixel-size", type=float, default=10.0, metavar="UM",
-                        help="pixel size of the radiographs (default 10 µm: 800 x 400 px)")
+    parser.add_argument("--pixel-size", type=float, default=7.5, metavar="UM",
+                        help="pixel size of the radiographs (default 7.5 µm: 1067 x 533 px)")
     parser.add_argument("--repeats", type=int, default=2, metavar="N", help="runs per setting (default 2)")
     parser.add_argument("--workdir", type=Path, help="folder to work in (default: a temporary one, deleted)")
     args = parser.parse_args()

@@ -30,6 +30,7 @@ DTYPES = ("uint8", "uint16", "float32", "int16")
 PERIOSTEAL_RADII_UM = (450.0, 520.0)  # semi-axes of the periosteal ellipse, (y, x)
 CORTEX_UM = 100.0
 MARGIN_UM = (200.0, 180.0)  # soft tissue around the bone, (y, x)
+METAPHYSIS = 0.55  # fraction of the length, from z = 0, that holds trabeculae
 TRABECULAR_PERIOD_UM = 500.0  # gyroid sheets about 40 µm thick, BV/TV about 0.2
 GYROID_HALF_WIDTH = 0.38
 
@@ -81,10 +82,10 @@ def lesion_phantom(kind="mixed", *, voxel_size_um=10.0, length_um=1200.0, seed=0
                    noise_sd=0.06, blur_um=8.0, oversample=2):
     """A long bone with controlled lytic and blastic lesions, its baseline scan and exact truth.
 
-    The shaft runs along z: the metaphysis (z < length/2) holds a trabecular network, the
+    The shaft runs along z: the metaphysis (z < 0.55 length) holds a trabecular network, the
     diaphysis only marrow. Lesions by `kind`:
 
-    - lytic: a trabecular lesion (ball of 230 µm radius in the metaphysis), a through-and-through
+    - lytic: a trabecular lesion (ball of 280 µm radius in the metaphysis), a through-and-through
       lesion (cylinder of 160 µm radius along y: the front and back cortex perforated, visible
       on the radiograph), three cortical perforations 100, 70 and 50 µm wide and one endosteal
       erosion that does not go through the cortex;
@@ -139,8 +140,8 @@ def lesion_phantom(kind="mixed", *, voxel_size_um=10.0, length_um=1200.0, seed=0
     extent = (length_um, 2 * (PERIOSTEAL_RADII_UM[0] + MARGIN_UM[0]),
               2 * (PERIOSTEAL_RADII_UM[1] + MARGIN_UM[1]))
     shape = tuple(int(round(e / s)) for e, s in zip(extent, spacing))
+    network = _Gyroid(rng)  # drawn first: one seed gives the same bone for every kind
     lesions = _lesion_layout(kind, length_um, rng)
-    network = _Gyroid(rng)
 
     fields = _draw(shape, spacing, int(oversample), length_um, network, lesions)
     voxel_mm3 = float(np.prod(spacing)) / 1e9
@@ -284,12 +285,12 @@ class _Gyroid:
 def _lesion_layout(kind, length_um, rng):
     """The lesions of a phantom kind, as dicts of shape parameters in µm (z from the scan start)."""
     ry, rx = PERIOSTEAL_RADII_UM
-    metaphysis = length_um / 2
+    metaphysis = METAPHYSIS * length_um
     jitter = lambda scale: float(rng.uniform(-scale, scale))  # noqa: E731
     layout = []
     if kind in ("lytic", "mixed"):
         layout.append({"name": "trabecular lytic", "shape": "ball", "lytic": True,
-                       "centre": (metaphysis / 2 + jitter(20), jitter(30), -60 + jitter(30)), "radius": 230.0})
+                       "centre": (metaphysis / 2 + jitter(20), jitter(20), -60 + jitter(20)), "radius": 280.0})
         through_z = metaphysis + 160 + jitter(10)
         through_x = -120 + jitter(20)
         layout.append({"name": "through lytic", "shape": "y-cylinder", "lytic": True,
@@ -356,7 +357,7 @@ def _draw(shape, spacing, oversample, length_um, network, lesions):
         endosteal = (y / (ry - CORTEX_UM)) ** 2 + (x / (rx - CORTEX_UM)) ** 2 <= 1
         periosteal, endosteal = np.broadcast_arrays(periosteal, endosteal, z)[:2]
         cortex = periosteal & ~endosteal
-        trabecular = endosteal & (z < length_um / 2) & network.sheets(z, y, x)
+        trabecular = endosteal & (z < METAPHYSIS * length_um) & network.sheets(z, y, x)
         reference_bone = cortex | trabecular
         lytic_region = np.zeros(reference_bone.shape, bool)
         blastic_region = np.zeros(reference_bone.shape, bool)

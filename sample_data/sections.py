@@ -437,7 +437,8 @@ def _render(rng, layout, placer, regions, cells, pixel_size_um, stain, fast_gree
     def per_region(values):  # values for glass, bone, soft tissue, tumour
         return np.asarray(values, np.float32)[regions] * coarse
 
-    hema = per_region([0, 0.03 if stain == "he" else (0.05 if fast_green else 0.11), 0.05, 0.08])
+    # decalcified matrix takes a grey-blue hematoxylin tint where no bone stain is used
+    hema = per_region([0, 0.03 if stain == "he" else (0.05 if fast_green else 0.2), 0.05, 0.07])
     hema[body] = 0.04
     hema[nucleus] = strength[cells][nucleus] * (1 + 0.15 * grain[nucleus])
     amounts = {"hematoxylin": hema}

@@ -11,7 +11,6 @@ from boneimg.study import registered_analyses
 
 
 def test_real_ct_analysis_with_baseline_references(tmp_path):
-    pytest.importorskip("boneimg.ct.lesions", reason="bi.analyze_ct is not in this checkout")
     assert registered_analyses()["ct"].name == "boneimg.ct.lesions:analyze_ct"
     rows, truth = [], {}
     for group, kind in (("vehicle", "lytic"), ("treated", "none")):
@@ -39,7 +38,6 @@ def test_real_ct_analysis_with_baseline_references(tmp_path):
 
 
 def test_real_radiograph_analysis_recovers_the_treatment_effect(tmp_path):
-    pytest.importorskip("boneimg.ct.radiograph", reason="bi.analyze_radiograph is not in this checkout")
     assert registered_analyses()["radiograph"].name == "boneimg.ct.radiograph:analyze_radiograph"
     study = radiograph_study(tmp_path / "data", n_animals=8, n_images=2, seed=7)
     # the folder layout, with the modality recorded in the files

@@ -205,3 +205,12 @@ def test_reference_itself():
     assert np.array_equal(brute_force(inside, np.argwhere(~inside), (1, 1), 1.0)[inside], [2.0, 2.0])
     # weights scale lengths: 2 x sqrt(4) x 0.5 µm
     assert np.array_equal(brute_force(inside, np.argwhere(~inside), (4, 4), 0.5)[inside], [2.0, 2.0])
+
+
+def test_thin_roi_on_thick_structure():
+    # distances to the other phase need 16 bits, distances to the region's edge 8
+    block = np.zeros((60, 20, 20), dtype=bool)
+    block[8:52] = True  # 44 voxels thick
+    roi = np.zeros_like(block)
+    roi[20:30] = True  # 10 voxels of it, cut along its faces
+    assert np.all(local_thickness(block, 1.0, roi=roi)[roi] == 10.0)

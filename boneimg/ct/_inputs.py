@@ -1,7 +1,5 @@
 """Validation of the masks and voxel sizes that the micro-CT measurements take."""
 
-import os
-
 import numpy as np
 
 from ..errors import BoneImgError

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
-from .masks import SLICE_FACES, closing, distance_inside, fill_slices
+from .masks import CUBE, SLICE_FACES, closing, distance_inside, fill_slices
 from .rays import N_RAYS, Rays, robust_radius
 
 MIN_CORTEX_RAYS = 0.5  # fraction of rays that must meet a cortex for a slice to have one
@@ -220,7 +220,8 @@ def find_perforations(bone, comp, thickness, spacing_um, *, lesion=None):
 
     A hole is a face-connected component of non-bone voxels in the cortical compartment; it
     perforates the cortex when it touches, within a slice, both the marrow compartment and the
-    outside of the periosteal envelope. A channel two voxels wide is face-connected.
+    outside of the periosteal envelope. A channel two voxels wide is face-connected. Perforating
+    pieces less than two voxels apart (one hole split by a voxel of bone) count as one.
 
     Parameters
     ----------
@@ -245,13 +246,13 @@ def find_perforations(bone, comp, thickness, spacing_um, *, lesion=None):
     through = np.intersect1d(inner, outer)
     if lesion is not None:
         through = np.intersect1d(through, np.unique(labels[lesion & holes]))
-    through = through[through > 0]
-    relabel = np.zeros(n + 1, np.int32)
-    relabel[through] = np.arange(1, through.size + 1)
-    labels = relabel[labels]
+    perforating = np.isin(labels, through[through > 0])
+    # pieces of one hole split by a voxel of bone or envelope are one perforation
+    groups, count = ndi.label(ndi.binary_dilation(perforating, CUBE), structure=CUBE)
+    labels = np.where(perforating, groups, 0).astype(np.int32)
     voxel_mm3 = float(np.prod(spacing_um)) / 1e9
-    index = np.arange(1, through.size + 1)
-    volumes_mm3 = np.bincount(labels.ravel(), minlength=through.size + 1)[1:] * voxel_mm3
+    index = np.arange(1, count + 1)
+    volumes_mm3 = np.bincount(labels.ravel(), minlength=count + 1)[1:] * voxel_mm3
     wall_mm = np.asarray(ndi.mean(np.nan_to_num(thickness), labels, index), dtype=float) / 1000.0
-    areas = np.divide(volumes_mm3, wall_mm, out=np.full(through.size, np.nan), where=wall_mm > 0)
+    areas = np.divide(volumes_mm3, wall_mm, out=np.full(count, np.nan), where=wall_mm > 0)
     return Perforations(labels, areas)

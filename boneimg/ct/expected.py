@@ -12,7 +12,8 @@ estimated from the same bone:
 - trabecular loss: marrow inside the zone that holds trabecular bone (the trabecular bone closed
   with a ball of `trabecular_zone_um`) whose local spacing (Tb.Sp, the diameter of the largest
   sphere in the marrow that holds the voxel, :func:`boneimg.ct.thickness.local_thickness`) is
-  more than `void_factor` times the zone's median: a void where trabeculae are expected. The
+  more than `void_factor` times the zone's typical spacing (the median of the marrow that is
+  not void): a void where trabeculae are expected. The
   bone lost there is estimated as the void volume times the BV/TV of the rest of the zone;
 - intramedullary new bone: bone in the marrow compartment thick enough to hold a ball of
   `blastic_min_thickness_um` diameter, far thicker than trabeculae (with the bone within two
@@ -78,7 +79,7 @@ def expected_changes(bone, comp, spacing_um, *, min_voxels, void_factor=2.0, tra
     min_voxels : int
         Smaller connected components are not lesions.
     void_factor : float
-        A trabecular void has a local spacing this many times the median of the zone.
+        A trabecular void has a local spacing this many times the zone's typical spacing.
     trabecular_zone_um : float
         Radius of the ball that closes the trabecular bone into the zone where trabeculae are
         expected (voids larger than this are not bridged), in µm.
@@ -108,7 +109,7 @@ def expected_changes(bone, comp, spacing_um, *, min_voxels, void_factor=2.0, tra
     void_diameter = expected_bv_tv = float("nan")
     if marrow.any() and trabecular[zone].any():
         spacing_map = local_thickness(marrow, spacing_um, roi=zone)  # Tb.Sp at every marrow voxel
-        void_diameter = void_factor * float(np.nanmedian(spacing_map))
+        void_diameter = void_factor * _typical(spacing_map[marrow], void_factor)
         voids = remove_small(marrow & (spacing_map > void_diameter), min_voxels)
         rest = zone & ~voids
         expected_bv_tv = float(trabecular[rest].mean())
@@ -129,3 +130,16 @@ def expected_envelope(bone, comp, spacing_um):
         # the surface lies half a sample beyond the outermost bone sample
         expected[z] = rays.inside(fit + rays.step_um / 2)
     return expected
+
+
+def _typical(spacing, factor, iterations=20):
+    """Median spacing of the marrow that is not void: the fixed point of "median of the values
+    below `factor` times the median", from the 25th percentile up, so a void that fills much of
+    the zone does not raise the yardstick it is measured against."""
+    typical = float(np.percentile(spacing, 25))
+    for _ in range(iterations):
+        updated = float(np.median(spacing[spacing <= factor * typical]))
+        if updated == typical:
+            break
+        typical = updated
+    return typical

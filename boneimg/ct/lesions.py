@@ -238,6 +238,15 @@ def analyze_ct(image, *, voxel_size_um=None, reference=None, **params):
         tissue = split.periosteal.sum()
         perforations = find_perforations(bone, split, split_thickness, spacing3, lesion=lytic)
         lesion_notes = split.notes
+    elif bone.all():
+        mode = "no-reference"
+        split = own
+        lytic = blastic = np.zeros_like(bone)
+        sizes = dict.fromkeys(("Lytic.Tb", "Lytic.Ct", "Blastic.Ma", "Blastic.Ps"), float("nan"))
+        tissue = own.periosteal.sum()
+        perforations = find_perforations(bone, own, own_thickness, spacing3)
+        lesion_notes = ["every voxel is bone: no marrow and no outside to judge lesions by "
+                        "(is the threshold below the soft-tissue grey values?)"]
     else:
         mode = "no-reference"
         split = own
@@ -259,6 +268,10 @@ def analyze_ct(image, *, voxel_size_um=None, reference=None, **params):
     measurements, value_notes = _measure(
         two_d, bone, ref_bone, lytic, blastic, sizes, tissue, cell_mm, perforations, own, own_thickness,
         spacing3, p)
+    if math.isnan(sizes["Lytic.Tb"]):  # all bone: the lesion measurements are undefined
+        for key, value in measurements.items():
+            if isinstance(value, float) and math.isnan(value):
+                value_notes.setdefault(key, lesion_notes[-1])
     measurements.update(_density(grey, seg.bone, own.periosteal[0] if two_d else own.periosteal,
                                  p["calibration"], value_notes))
     roi = own.endosteal[0] if two_d else own.endosteal

@@ -14,8 +14,9 @@ Symbols (Dempster et al. JBMR 2013; Bouxsein et al. JBMR 2010):
   diameter of the largest sphere inside the bone that contains the voxel (Hildebrand &
   Rüegsegger 1997; :mod:`boneimg.ct.thickness`). ``Tb.Sp_um``, ``Tb.Sp.SD_um``,
   ``Tb.Sp.max_um``: the same on the marrow.
-- ``Tb.N_per_mm``: ``1 / (Tb.Th + Tb.Sp)``, the model-independent plate/rod-free definition
-  (mean spacing of the trabecular mid-axes, as BoneJ and Scanco's direct Tb.N), not the
+- ``Tb.N_per_mm``: ``1 / (Tb.Th + Tb.Sp)``, the inverse of the mean distance between the
+  mid-axes of neighbouring trabeculae, free of a plate or rod model (the idea of the direct
+  Tb.N of Hildebrand et al. 1999, here from the two mean local thicknesses); not the
   parallel-plate ``(BV/TV) / Tb.Th``.
 - ``Conn.D_per_mm3``: ``(1 - Δχ) / TV`` with Δχ the Euler characteristic of the bone (closed
   voxel cubes, i.e. 26-connected bone and 6-connected marrow) corrected for the cut by the

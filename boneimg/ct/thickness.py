@@ -132,7 +132,8 @@ def _limit_by_unknown(reaching, known, weights):
     top = np.iinfo(dtype).max if dtype.kind == "u" else np.inf
     if not known.all():
         to_unknown = _squared_distance(np.pad(known, 1), weights)
-        return np.minimum(reaching, np.minimum(to_unknown, top).astype(dtype))
+        to_unknown = np.minimum(to_unknown.astype(np.result_type(to_unknown, dtype)), top)
+        return np.minimum(reaching, to_unknown.astype(dtype))
     # only the outside of the array: the nearest face along each axis, one axis at a time
     limited = reaching.copy()
     for axis, (n, weight) in enumerate(zip(known.shape, weights)):
@@ -231,7 +232,7 @@ def _distance_estimate(structure, weights, block=4):
     if cells.all() or not cells.any():
         return 0.0
     scale = math.sqrt(max(weights) / min(weights))
-    return block * (math.sqrt(float(_squared_distance(cells, weights).max()) / min(weights)) + scale)
+    return block * (math.sqrt(float(_squared_distance(cells, weights).max()) / min(weights)) + scale / 2)
 
 
 def _window_min(values, weight, cap):
@@ -289,26 +290,28 @@ def _max_covering(structure, squared, weights):
 
     # every structure voxel is a sphere centre with a parent (id 0: none, the sphere is written whole)
     centres = np.flatnonzero(structure.ravel())
-    own = code.ravel()[centres].astype(np.int64)
-    keys = parent_key.ravel()[centres].astype(np.int64)
+    own = code.ravel()[centres]
+    keys = parent_key.ravel()[centres]
     del parent_key
-    # the same centres, in the same order, on the array padded for painting
-    centres = np.flatnonzero(np.pad(structure, margin).ravel())
-    parent_id = keys & ((1 << bits) - 1)
-    parent = np.where(parent_id > 0, keys >> (bits + 1), 0)
+    parent_id = keys & keys.dtype.type((1 << bits) - 1)
+    parent = keys >> keys.dtype.type(bits + 1)  # 0 where there is no parent (key 0)
     del keys
     values = np.arange(int(own.max()) + 1, dtype=np.float64) if levels is None else levels
-    present = np.flatnonzero(np.bincount(own))
-    templates = _Templates(values, present, offsets, weights, strides,
+    templates = _Templates(values, np.flatnonzero(np.bincount(own)), offsets, weights, strides,
                            np.int32 if np.prod(painted_shape, dtype=np.float64) < 2**31 else np.int64)
-    # drop the centres whose sphere lies inside the parent's (empty template)
-    keep = (parent_id == 0) | (values[parent] * (1 - 1e-12) <= templates.farthest[own, parent_id])
+    # drop the centres whose sphere lies inside the parent's (empty template; no parent: kept)
+    n_ids = len(offsets) + 1
+    farthest = templates.farthest.ravel()[own.astype(np.intp) * n_ids + parent_id]
+    keep = (parent if levels is None else levels[parent]) * (1 - 1e-12) <= farthest
+    del farthest
     centres, own, parent, parent_id = centres[keep], own[keep], parent[keep], parent_id[keep]
+    # the same centres on the array padded for painting
+    centres = np.ravel_multi_index(tuple(c + margin for c in np.unravel_index(centres, structure.shape)),
+                                   painted_shape)
     # one template per (own radius, parent radius, parent): the part of the sphere the parent's
     # sphere leaves uncovered; groups sorted so that radii increase
-    n_ids = len(offsets) + 1
     n_codes = templates.values.size
-    group = (own * n_codes + parent) * n_ids + parent_id
+    group = (own.astype(np.int64) * n_codes + parent) * n_ids + parent_id
     order = np.argsort(group, kind="stable")
     group, centres = group[order], centres[order].astype(templates.flat.dtype)
     starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])

@@ -172,14 +172,14 @@ def find_osteoclasts(trap, spacing_um, *, bone=None, nuclei_labels=None, regions
             raise BoneImgError(f"hematoxylin must have the TRAP image's shape {trap.shape}, got {hematoxylin.shape}")
         hema_smooth = ndi.gaussian_filter(hematoxylin, (smoothing_um / sy, smoothing_um / sx))
     cells = _trap_positive(smooth, level, floor, hema_smooth)
-    if nuclei_labels is not None:
-        cells |= _enclosed_nuclei(cells, nuclei_labels, (sy, sx))
+    nuclei = cell_nuclei(hematoxylin, (sy, sx), nuclei_labels=nuclei_labels)
+    if nuclei is not None:  # a cell's nuclei hold no TRAP: put them back into it
+        cells |= _owners(nuclei, ndi.label(cells)[0], (sy, sx))[nuclei] > 0
     cells = morphology.remove_small_holes(cells, max_size=int(max_hole_um2 / pixel_um2))
     cells = morphology.remove_small_objects(cells, max_size=int(min_area_um2 / pixel_um2))
     labels = _split(cells, (sy, sx), split_um, min_area_um2)
-    table = osteoclast_table(labels, (sy, sx), nuclei_labels=nuclei_labels, hematoxylin=hematoxylin, bone=bone,
-                             regions=regions,
-                             contact_um=contact_um, min_nuclei=min_nuclei, culture=culture, trap=trap)
+    table = osteoclast_table(labels, (sy, sx), nuclei=nuclei, bone=bone, regions=regions, contact_um=contact_um,
+                             min_nuclei=min_nuclei, culture=culture, trap=trap)
     parameters = {"threshold_od": round(level, 4), "threshold": threshold, "floor_od": floor,
                   "smoothing_um": smoothing_um,
                   "min_area_um2": min_area_um2, "max_hole_um2": max_hole_um2, "split_um": split_um,
@@ -187,19 +187,53 @@ def find_osteoclasts(trap, spacing_um, *, bone=None, nuclei_labels=None, regions
     return Osteoclasts(labels, table, parameters)
 
 
-def _enclosed_nuclei(cells, nuclei_labels, spacing):
-    """Pixels of the nuclei that lie within TRAP-positive cytoplasm (most of a 1 µm ring around
-    them is positive): a cell's nuclei hold no TRAP, and one near the cell edge would otherwise
-    leave a notch instead of a hole."""
-    nuclei_labels = np.asarray(nuclei_labels)
-    if not nuclei_labels.any():
-        return np.zeros(cells.shape, bool)
+def cell_nuclei(hematoxylin, spacing_um, *, nuclei_labels=None, min_nucleus_um2=10.0):
+    """Nuclei to count in TRAP-positive cells: hematoxylin blobs, or the given nucleus labels.
+
+    With `hematoxylin` (from the TRAP/hematoxylin separation) the nuclei are its blobs: a
+    nucleus segmenter working from an H&E stain model both misses the pale nuclei of an
+    osteoclast and finds false ones in its red cytoplasm. A pixel is nuclear above a third of
+    the median hematoxylin of `nuclei_labels` (0.25 without them; osteoclast nuclei are paler
+    than the marrow's) after a 0.5 µm smoothing, and touching nuclei are split at necks 1 µm
+    deep. Without `hematoxylin`, `nuclei_labels` is returned (None if that is None too).
+
+    Returns
+    -------
+    ndarray of shape (M, N), int32, or None
+    """
+    if hematoxylin is None:
+        return None if nuclei_labels is None else np.asarray(nuclei_labels)
+    spacing = _spacing(spacing_um)
+    hematoxylin = np.asarray(hematoxylin, np.float32)
+    nuclear = None if nuclei_labels is None else np.asarray(nuclei_labels) > 0
+    level = 0.25 if nuclear is None or not nuclear.any() else max(0.15, float(np.median(hematoxylin[nuclear])) / 3)
+    smooth = ndi.gaussian_filter(hematoxylin, tuple(0.5 / s for s in spacing))
+    blobs = _split(smooth > level, spacing, 1.0, min_nucleus_um2)
+    small = np.bincount(blobs.ravel()) * spacing[0] * spacing[1] < min_nucleus_um2
+    small[0] = True
+    return segmentation.relabel_sequential(np.where(small[blobs], 0, blobs))[0]
+
+
+def _owners(nuclei, cells, spacing):
+    """The cell (label in `cells`, 0 none) each nucleus belongs to, as an array indexed by nucleus.
+
+    A nucleus belongs to the cell covering half of it or more, or else to the cell covering
+    half or more of a 1 µm ring around it (a nucleus holds no TRAP, so it is a hole or a notch
+    in its cell's TRAP-positive area).
+    """
+    n = int(nuclei.max(initial=0))
+    owner = np.zeros(n + 1, np.int64)
+    if n == 0 or not cells.any():
+        return owner
     size = tuple(2 * max(1, round(1.0 / s)) + 1 for s in spacing)
-    ring = np.where(nuclei_labels == 0, ndi.grey_dilation(nuclei_labels, size=size), 0)
-    n = int(nuclei_labels.max())
-    enclosed = np.zeros(n + 1, bool)
-    enclosed[1:] = np.nan_to_num(ndi.mean(cells, ring, np.arange(1, n + 1))) >= 0.5
-    return enclosed[nuclei_labels]
+    ring = np.where(nuclei == 0, ndi.grey_dilation(nuclei, size=size), 0)
+    for part in (ring, nuclei):  # the nucleus' own pixels decide where both apply
+        inside = part > 0
+        pairs, overlap = np.unique(np.stack([part[inside], cells[inside]]), axis=1, return_counts=True)
+        total = np.bincount(part[inside], minlength=n + 1)
+        major = (pairs[1] > 0) & (2 * overlap >= total[pairs[0]])
+        owner[pairs[0][major]] = pairs[1][major]
+    return owner
 
 
 def _split(cells, spacing, split_um, min_area_um2):
@@ -229,16 +263,13 @@ def _split(cells, spacing, split_um, min_area_um2):
     return segmentation.relabel_sequential(pieces)[0].astype(np.int32)
 
 
-def osteoclast_table(labels, spacing_um, *, nuclei_labels=None, hematoxylin=None, bone=None, regions=None,
-                     contact_um=3.0, min_nuclei=1, culture=False, trap=None):
+def osteoclast_table(labels, spacing_um, *, nuclei=None, bone=None, regions=None, contact_um=3.0, min_nuclei=1,
+                     culture=False, trap=None):
     """One row per labelled cell: position, size, nuclei, bone contact and whether it counts.
 
-    Parameters are as for :func:`find_osteoclasts`; `labels` is the cell label image and
-    `trap` (optional) the TRAP optical density averaged into ``trap_od``. With `hematoxylin`
-    (from the TRAP/hematoxylin separation), a cell's nuclei are the hematoxylin blobs within
-    it: a nucleus segmenter working from an H&E stain model both misses the pale nuclei of an
-    osteoclast and finds false ones in its red cytoplasm. Without it, the nuclei of
-    `nuclei_labels` with half their area or more in the cell are counted.
+    Parameters are as for :func:`find_osteoclasts`; `labels` is the cell label image,
+    `nuclei` the nucleus labels to count (:func:`cell_nuclei`) and `trap` (optional) the TRAP
+    optical density averaged into ``trap_od``.
     """
     sy, sx = _spacing(spacing_um)
     ids = np.unique(labels)
@@ -248,10 +279,10 @@ def osteoclast_table(labels, spacing_um, *, nuclei_labels=None, hematoxylin=None
     props = measure.regionprops_table(labels, properties=("label", "centroid", "area"))
     table = pd.DataFrame({"label": props["label"].astype(np.int32), "x": props["centroid-1"],
                           "y": props["centroid-0"], "area_um2": props["area"] * sy * sx})
-    if hematoxylin is not None:
-        counts = _hematoxylin_nuclei(labels, hematoxylin, nuclei_labels, (sy, sx))
-    else:
-        counts = _nuclei_inside(labels, nuclei_labels)
+    counts = np.zeros(int(labels.max()) + 1, np.int64)
+    if nuclei is not None:
+        owner = _owners(np.asarray(nuclei), labels, (sy, sx))
+        np.add.at(counts, owner[owner > 0], 1)
     table["n_nuclei"] = counts[table["label"]]
     if bone is not None and np.any(bone):
         # pixel centres one pixel apart are edges touching: the gap is the centre distance less a pixel
@@ -269,38 +300,6 @@ def osteoclast_table(labels, spacing_um, *, nuclei_labels=None, hematoxylin=None
     table["counted"] = enough if culture else enough & table["on_bone"]
     table["trap_od"] = ndi.mean(trap, labels, table["label"]) if trap is not None else np.nan
     return table[list(COLUMNS)]
-
-
-def _hematoxylin_nuclei(labels, hematoxylin, nuclei_labels, spacing, *, min_nucleus_um2=10.0):
-    """Nuclei per cell label counted as hematoxylin blobs inside the cell.
-
-    A pixel is nuclear above half the median hematoxylin of the segmented nuclei (0.25 without
-    them), after a 0.5 µm smoothing; touching nuclei are split at necks 1 µm deep.
-    """
-    nuclear = np.asarray(nuclei_labels) > 0 if nuclei_labels is not None else None
-    hematoxylin = np.asarray(hematoxylin, np.float32)
-    level = 0.25 if nuclear is None or not nuclear.any() else max(0.15, 0.5 * float(np.median(hematoxylin[nuclear])))
-    smooth = ndi.gaussian_filter(hematoxylin, tuple(0.5 / s for s in spacing))
-    blobs = _split((smooth > level) & (labels > 0), spacing, 1.0, min_nucleus_um2)
-    small = np.bincount(blobs.ravel()) * spacing[0] * spacing[1] < min_nucleus_um2
-    small[0] = True
-    return _nuclei_inside(labels, np.where(small[blobs], 0, blobs))
-
-
-def _nuclei_inside(labels, nuclei_labels):
-    """Nuclei per cell label (array indexed by label): nuclei with half their area or more inside."""
-    counts = np.zeros(int(labels.max()) + 1, np.int64)
-    if nuclei_labels is None:
-        return counts
-    nuclei_labels = np.asarray(nuclei_labels)
-    both = (labels > 0) & (nuclei_labels > 0)
-    if not both.any():
-        return counts
-    pairs, overlap = np.unique(np.stack([nuclei_labels[both], labels[both]]), axis=1, return_counts=True)
-    area = np.bincount(nuclei_labels.ravel())[pairs[0]]
-    inside = 2 * overlap >= area
-    np.add.at(counts, pairs[1][inside], 1)
-    return counts
 
 
 def _empty_table():

@@ -83,7 +83,7 @@ def _discriminant(features, first, second):
 
 
 def find_bone(od, stained, nuclear, spacing_um, *, exclude=None, bone_core_um=6.0, min_bone_um2=200.0,
-              max_lacuna_um2=150.0):
+              max_lacuna_um2=150.0, min_separation=2.0):
     """Bone matrix: homogeneous nucleus-free tissue, its edge drawn by colour.
 
     Parameters
@@ -103,13 +103,17 @@ def find_bone(od, stained, nuclear, spacing_um, *, exclude=None, bone_core_um=6.
         Smaller pieces of bone are dropped.
     max_lacuna_um2 : float
         Holes in bone up to this size (osteocyte lacunae) are bone.
+    min_separation : float
+        Bone and soft-tissue colours closer than this (in pooled standard deviations of the
+        discriminant) give no bone, with a note.
 
     Returns
     -------
     bone : ndarray of shape (M, N), bool
     info : dict
-        ``bone_core_px`` (number of core pixels) and ``bone_separation`` (distance between
-        the bone and soft-tissue colour classes in pooled standard deviations), or a ``note``.
+        ``bone_core_px`` (number of core pixels), ``bone_separation`` (distance between the
+        bone and soft-tissue colour classes in pooled standard deviations) and a ``note``
+        when colour was not used or no bone was found.
     """
     spacing = _spacing(spacing_um)
     candidates = stained & ~nuclear if exclude is None else stained & ~nuclear & ~exclude
@@ -122,35 +126,49 @@ def find_bone(od, stained, nuclear, spacing_um, *, exclude=None, bone_core_um=6.
     empty = np.zeros(stained.shape, bool)
     if cores.sum() < 50 or soft.sum() < 50:
         return empty, {"bone_core_px": int(cores.sum()), "note": "no nucleus-free tissue large enough to be bone"}
-    features = ndi.gaussian_filter(od, (*_sigma(1.0, spacing), 0)).reshape(-1, 3)
-    cores, soft = cores.ravel(), soft.ravel()
-    weights, level = _discriminant(features, cores, soft)
-    score = features @ weights
-    # Nucleus-free soft tissue (a cell-poor seam along the bone) sits among the cores: train
-    # again on the cores and soft pixels the first model agrees with.
-    cores, soft = cores & (score > level), soft & (score <= level)
-    if cores.sum() < 50 or soft.sum() < 50:
-        return empty, {"bone_core_px": int(cores.sum()), "note": "no nucleus-free tissue of a colour apart"}
-    weights, level = _discriminant(features, cores, soft)
-    score = (features @ weights).reshape(stained.shape)
-    cores = cores.reshape(stained.shape)
-    spread = math.sqrt(float(weights @ np.cov(features[soft], rowvar=False) @ weights))
-    separation = 2 * (float(score[cores].mean()) - level) / max(spread, 1e-12)
-    info = {"bone_core_px": int(cores.sum()), "bone_separation": round(separation, 2)}
-    if separation < 2:
-        info["note"] = f"nucleus-free tissue has the colour of soft tissue (separation {separation:.1f} SD)"
+    colour, info = _bone_colour(od, cores, soft, spacing, min_separation)
+    info["bone_core_px"] = int(cores.sum())
+    if colour is None:
         return empty, info
     # Matrix is nucleus-free over more than a cell's width: keep the bone-coloured pixels a
     # disk of bone_core_um diameter fits in, which cuts the strands of cytoplasm between
     # nuclei that share the matrix colour, and the pieces that hold a core.
-    bone = candidates & (score > level)
-    bone = ndi.binary_opening(bone, _disk(bone_core_um / 2, spacing))
+    bone = ndi.binary_opening(candidates & colour, _disk(bone_core_um / 2, spacing))
     bone = morphology.remove_small_holes(bone, max_size=_pixels(max_lacuna_um2, spacing))
     bone = morphology.reconstruction(cores & bone, bone).astype(bool)
     # the opening leaves arcs of the nuclei facing the surface; a 1 µm smoothing keeps the shape
     bone = ndi.gaussian_filter(bone.astype(np.float32), _sigma(1.0, spacing)) > 0.5
     bone = morphology.remove_small_objects(bone, max_size=_pixels(min_bone_um2, spacing))
     return bone, info
+
+
+def _bone_colour(od, cores, soft, spacing, min_separation):
+    """Pixels of bone colour, from a linear discriminant trained on this image.
+
+    Returns None when the matrix colour is not apart from the soft tissue's by
+    `min_separation` pooled standard deviations.
+    """
+    features = ndi.gaussian_filter(od, (*_sigma(1.0, spacing), 0)).reshape(-1, 3)
+    first, second = cores.ravel(), soft.ravel()
+    weights, level = _discriminant(features, first, second)
+    score = features @ weights
+    # Nucleus-free soft tissue (a cell-poor seam along the bone) sits among the cores: train
+    # again on the cores and soft pixels the first model agrees with.
+    first, second = first & (score > level), second & (score <= level)
+    separation = 0.0
+    if first.sum() >= 50 and second.sum() >= 50:
+        weights, level = _discriminant(features, first, second)
+        score = features @ weights
+        spread = math.sqrt(float(weights @ np.cov(features[second], rowvar=False) @ weights))
+        separation = 2 * (float(score[first].mean()) - level) / max(spread, 1e-12)
+    info = {"bone_separation": round(separation, 2)}
+    if separation < min_separation:
+        # Nucleus-free soft tissue (tumour cytoplasm, fibrous tissue) would pass for bone on
+        # structure alone; better no bone than a wrong surface.
+        info["note"] = (f"no bone found: nucleus-free tissue has the colour of soft tissue ({separation:.1f} SD "
+                        f"apart, fewer than min_separation={min_separation:g})")
+        return None, info
+    return (score > level).reshape(cores.shape), info
 
 
 def _disk(radius_um, spacing):

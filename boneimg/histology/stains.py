@@ -191,8 +191,7 @@ def estimate_nuclear_contrast(rgb, *, od_threshold=0.15, min_pixels=500):
     StainVectors
         ``names == ("hematoxylin", "tissue")``.
     """
-    reference, od_all = _stained_pixels(rgb, "he", od_threshold, "all")
-    _, od = _stained_pixels(rgb, "he", od_threshold, "norm")
+    reference, od_all, od = _stained_pixels(rgb, "he", od_threshold, ("all", "norm"))
     names = ("hematoxylin", "tissue")
     if od.shape[0] < min_pixels:
         return StainVectors(names, reference.od, reference.background, False,
@@ -217,19 +216,22 @@ def estimate_nuclear_contrast(rgb, *, od_threshold=0.15, min_pixels=500):
 
 
 def _stained_pixels(rgb, stain, od_threshold, rule):
-    """Reference vectors (with this image's glass intensity) and the stained pixels' optical density."""
-    if rule not in ("norm", "all"):
-        raise BoneImgError(f"stained must be 'norm' or 'all', got {rule!r}")
+    """Reference vectors (with this image's glass intensity) and the stained pixels' optical
+    density for `rule` ("norm" or "all"), or one array per rule when `rule` is a tuple."""
+    rules = rule if isinstance(rule, tuple) else (rule,)
+    for r in rules:
+        if r not in ("norm", "all"):
+            raise BoneImgError(f"stained must be 'norm' or 'all', got {r!r}")
     rgb = _check_rgb(rgb)
     pixels = rgb.reshape(-1, 3)
     pixels = pixels[::max(1, pixels.shape[0] // _MAX_SAMPLE)]  # a regular sample is plenty for two directions
     background = estimate_background(pixels[None])
     reference = reference_stains(stain, background)
     od = optical_density(pixels[None], background).reshape(-1, 3)
-    norm = np.linalg.norm(od, axis=1)
-    keep = (od > od_threshold).all(axis=1) if rule == "all" else norm > od_threshold
-    keep &= ~_is_neutral_dark(od, norm)  # black pigment, ink, folds: not a stain
-    return reference, od[keep]
+    norm = np.sqrt((od * od).sum(axis=1))
+    usable = ~_is_neutral_dark(od, norm)  # black pigment, ink, folds: not a stain
+    out = [od[usable & ((od > od_threshold).all(axis=1) if r == "all" else norm > od_threshold)] for r in rules]
+    return (reference, *out) if isinstance(rule, tuple) else (reference, out[0])
 
 
 def _is_neutral_dark(od, norm):
