@@ -4,6 +4,7 @@ The widgets only gather parameters (in µm), call boneimg and turn its results i
 analysis logic lives here.
 """
 
+import napari
 import numpy as np
 import pandas as pd
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox, Table, create_widget
@@ -114,7 +115,7 @@ class AnalysisWidget(Container):
 class SectionWidget(AnalysisWidget):
     """Regions, nuclei, osteoclasts and histomorphometry of an H&E or TRAP section."""
 
-    def __init__(self, viewer: "napari.viewer.Viewer"):
+    def __init__(self, viewer: napari.viewer.Viewer):
         self.stain = ComboBox(label="stain", choices=["auto", "he", "trap"], value="auto")
         self.min_nuclei = SpinBox(label="min nuclei per osteoclast", value=1, min=1, max=20)
         self.contact_um = FloatSpinBox(label="bone contact (µm)", value=3.0, min=0.0, max=100.0)
@@ -145,7 +146,7 @@ def _diameter_px(table, image):
 class CTWidget(AnalysisWidget):
     """Bone, lesions (1 osteolytic, 2 osteoblastic) and morphometry of a micro-CT scan."""
 
-    def __init__(self, viewer: "napari.viewer.Viewer"):
+    def __init__(self, viewer: napari.viewer.Viewer):
         self.reference_layer = create_widget(label="reference (optional)", annotation="napari.layers.Image",
                                              options={"nullable": True})
         super().__init__(viewer, [self.reference_layer])

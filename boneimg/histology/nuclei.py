@@ -470,12 +470,10 @@ def _shape_seeds(distance, stain_peaks, wpx, params):
     """Maxima of the distance to the background (at least a quarter of the smallest diameter
     deep) farther from every stain seed than 1.2 times their depth, as (row, col)."""
     from scipy.spatial import cKDTree
-    from skimage.feature import peak_local_max
 
     dmin = params.diameter_um[0]
     smooth = ndi.gaussian_filter(distance, 1.0)
-    found = peak_local_max(smooth, min_distance=max(1, int(round(dmin / 2 / wpx))),
-                           threshold_abs=dmin / 4 / wpx, exclude_border=False)
+    found = _local_maxima(smooth, max(1, int(round(dmin / 2 / wpx))), dmin / 4 / wpx)
     if len(found) == 0 or len(stain_peaks) == 0:
         return found.reshape(-1, 2)
     nearest, _ = cKDTree(stain_peaks).query(found)
@@ -490,8 +488,6 @@ def _blob_seeds(clipped, wpx, params):
     as coarse (2 x 2 means; 8 times less work) and each seed is put back on the brightest pixel
     of its 2 x 2 block.
     """
-    from skimage.feature import peak_local_max
-
     dmin, dmax = params.diameter_um
     sigmas = np.geomspace(dmin, dmax, _N_SCALES) / (2 * math.sqrt(2)) / wpx
     coarse = sigmas[0] >= 2.5 and min(clipped.shape) >= 8
@@ -507,8 +503,7 @@ def _blob_seeds(clipped, wpx, params):
         r = ndi.gaussian_laplace(image, s, truncate=3.0)
         r *= -s * s
         response = r if response is None else np.maximum(response, r, out=response)
-    peaks = peak_local_max(response, min_distance=max(1, int(round(params.min_separation_um / spacing))),
-                           threshold_abs=params.min_contrast, exclude_border=False)
+    peaks = _local_maxima(response, max(1, int(round(params.min_separation_um / spacing))), params.min_contrast)
     if coarse and len(peaks):
         within = np.stack([q[peaks[:, 0], peaks[:, 1]] for q in quads], axis=1).argmax(axis=1)
         peaks = 2 * peaks + np.stack([within // 2, within % 2], axis=1)
@@ -570,8 +565,7 @@ def _merge_pieces(labels, height, depth, min_thickness):
     peak = np.full(n + 1, -np.inf)
     highest = pd.Series(height.ravel()[inside]).groupby(labels.ravel()[inside]).max()
     peak[highest.index.to_numpy()] = highest.to_numpy()
-    thickness = np.ones(n + 1)
-    thickness[1:] = _thickness(labels, n)
+    thickness = _thickness(labels, n, np.unique(np.concatenate([code // (n + 1), code % (n + 1)])))
     parent = np.arange(n + 1)
 
     def root(i):
@@ -616,17 +610,39 @@ def _distance(mask):
     return (taxicab + chessboard).astype(np.float32) * np.float32(0.5)
 
 
-def _thickness(labels, n):
-    """Largest inscribed diameter (pixels) of each piece 1..n, boundaries between pieces excluded."""
-    interior = labels.copy()
-    interior[:, :-1][labels[:, :-1] != labels[:, 1:]] = 0
-    interior[:-1][labels[:-1] != labels[1:]] = 0
-    distance = ndi.distance_transform_edt(interior > 0)  # exact: the neck ratios depend on it
-    inside = interior.ravel() > 0
-    deepest = pd.Series(distance.ravel()[inside]).groupby(interior.ravel()[inside]).max()
-    out = np.ones(n)
-    out[deepest.index.to_numpy() - 1] = 2 * deepest.to_numpy()
+def _thickness(labels, n, ids):
+    """Largest inscribed diameter (pixels) of pieces `ids` (others get 1), boundaries between
+    pieces excluded; computed per piece on its bounding box."""
+    out = np.ones(n + 1)
+    boxes = ndi.find_objects(labels)
+    for i in ids:
+        box = boxes[i - 1]
+        if box is None:
+            continue
+        box = tuple(slice(max(0, b.start - 1), b.stop + 1) for b in box)
+        crop = labels[box]
+        interior = crop == i
+        interior[:, :-1] &= crop[:, 1:] == i
+        interior[:, 1:] &= crop[:, :-1] == i
+        interior[:-1] &= crop[1:] == i
+        interior[1:] &= crop[:-1] == i
+        if interior.any():
+            out[i] = 2 * float(ndi.distance_transform_edt(interior).max())
     return out
+
+
+def _local_maxima(image, min_distance, threshold):
+    """(row, col) of pixels that are the maximum of their (2 min_distance + 1)² window and
+    above `threshold`; one pixel per plateau."""
+    size = 2 * min_distance + 1
+    peaks = (image == ndi.maximum_filter(image, size=size, mode="nearest")) & (image > threshold)
+    found, n = ndi.label(peaks)
+    if n == 0:
+        return np.zeros((0, 2), int)
+    if n == int(peaks.sum()):
+        return np.argwhere(peaks)
+    first = ndi.find_objects(found)
+    return np.array([[sl[0].start, sl[1].start] for sl in first if sl is not None], int)
 
 
 # ---------------------------------------------------------------------------------------------
