@@ -203,7 +203,8 @@ def test_tiled_equals_untiled(sections, pixel_size_um):
     assert _same_partition(whole.labels, tiled.labels)
     order_w = whole.table.sort_values(["y", "x"]).reset_index(drop=True)
     order_t = tiled.table.sort_values(["y", "x"]).reset_index(drop=True)
-    assert np.allclose(order_w[["x", "y", "area_um2", "hematoxylin_od"]], order_t[["x", "y", "area_um2", "hematoxylin_od"]])
+    columns = ["x", "y", "area_um2", "hematoxylin_od"]
+    assert np.allclose(order_w[columns], order_t[columns])
 
 
 def test_dask_input_is_tiled_to_disk_backed_labels(sections):

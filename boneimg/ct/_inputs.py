@@ -5,9 +5,9 @@ import numpy as np
 from ..errors import BoneImgError
 from ..io.image import spacing_tuple
 
-# Peak working memory of local thickness per voxel, in bytes: 54 measured on a 256³
-# trabecular volume (benchmarks/bench_morphometry.py: 1.05 GB peak RSS, 0.15 GB of it the
-# interpreter and libraries), rounded up for larger radii (16-bit distances and keys).
+# Peak working memory of local thickness per voxel, in bytes: about 33 measured on a 256³
+# trabecular volume (benchmarks/bench_morphometry.py: 0.70 GB peak RSS, 0.15 GB of it the
+# interpreter and libraries), doubled for larger radii (16-bit distances and keys).
 BYTES_PER_VOXEL = 64
 
 

@@ -33,6 +33,8 @@ class Osteoclasts:
     ----------
     labels : ndarray of shape (M, N), int32
         0 = none, one id per TRAP-positive cell (the ``label`` column of `table`).
+    nuclei : ndarray of shape (M, N), int32, or None
+        The nuclei counted in the cells (:func:`cell_nuclei`), near the cells only.
     table : pandas.DataFrame
         One row per cell: ``label``; ``x``, ``y`` (centroid, pixels); ``area_um2``;
         ``n_nuclei``; ``on_bone`` (edge within `contact_um` of bone); ``bone_gap_um`` (edge
@@ -44,6 +46,7 @@ class Osteoclasts:
     """
 
     labels: np.ndarray
+    nuclei: object
     table: pd.DataFrame
     parameters: dict = field(default_factory=dict)
 
@@ -172,7 +175,8 @@ def find_osteoclasts(trap, spacing_um, *, bone=None, nuclei_labels=None, regions
             raise BoneImgError(f"hematoxylin must have the TRAP image's shape {trap.shape}, got {hematoxylin.shape}")
         hema_smooth = ndi.gaussian_filter(hematoxylin, (smoothing_um / sy, smoothing_um / sx))
     cells = _trap_positive(smooth, level, floor, hema_smooth)
-    nuclei = cell_nuclei(hematoxylin, (sy, sx), nuclei_labels=nuclei_labels)
+    near = ndi.distance_transform_edt(~cells, sampling=(sy, sx)) <= 6.0 if cells.any() else cells
+    nuclei = cell_nuclei(hematoxylin, (sy, sx), nuclei_labels=nuclei_labels, within=near)
     if nuclei is not None:  # a cell's nuclei hold no TRAP: put them back into it
         cells |= _owners(nuclei, ndi.label(cells)[0], (sy, sx))[nuclei] > 0
     cells = morphology.remove_small_holes(cells, max_size=int(max_hole_um2 / pixel_um2))
@@ -184,10 +188,10 @@ def find_osteoclasts(trap, spacing_um, *, bone=None, nuclei_labels=None, regions
                   "smoothing_um": smoothing_um,
                   "min_area_um2": min_area_um2, "max_hole_um2": max_hole_um2, "split_um": split_um,
                   "contact_um": contact_um, "min_nuclei": int(min_nuclei), "culture": bool(culture)}
-    return Osteoclasts(labels, table, parameters)
+    return Osteoclasts(labels, nuclei, table, parameters)
 
 
-def cell_nuclei(hematoxylin, spacing_um, *, nuclei_labels=None, min_nucleus_um2=10.0):
+def cell_nuclei(hematoxylin, spacing_um, *, nuclei_labels=None, within=None, min_nucleus_um2=10.0):
     """Nuclei to count in TRAP-positive cells: hematoxylin blobs, or the given nucleus labels.
 
     With `hematoxylin` (from the TRAP/hematoxylin separation) the nuclei are its blobs: a
@@ -195,7 +199,8 @@ def cell_nuclei(hematoxylin, spacing_um, *, nuclei_labels=None, min_nucleus_um2=
     osteoclast and finds false ones in its red cytoplasm. A pixel is nuclear above a third of
     the median hematoxylin of `nuclei_labels` (0.25 without them; osteoclast nuclei are paler
     than the marrow's) after a 0.5 µm smoothing, and touching nuclei are split at necks 1 µm
-    deep. Without `hematoxylin`, `nuclei_labels` is returned (None if that is None too).
+    deep; `within` (bool mask) limits the search. Without `hematoxylin`, `nuclei_labels` is
+    returned (None if that is None too).
 
     Returns
     -------
@@ -208,7 +213,7 @@ def cell_nuclei(hematoxylin, spacing_um, *, nuclei_labels=None, min_nucleus_um2=
     nuclear = None if nuclei_labels is None else np.asarray(nuclei_labels) > 0
     level = 0.25 if nuclear is None or not nuclear.any() else max(0.15, float(np.median(hematoxylin[nuclear])) / 3)
     smooth = ndi.gaussian_filter(hematoxylin, tuple(0.5 / s for s in spacing))
-    blobs = _split(smooth > level, spacing, 1.0, min_nucleus_um2)
+    blobs = _split((smooth > level) if within is None else (smooth > level) & within, spacing, 1.0, min_nucleus_um2)
     small = np.bincount(blobs.ravel()) * spacing[0] * spacing[1] < min_nucleus_um2
     small[0] = True
     return segmentation.relabel_sequential(np.where(small[blobs], 0, blobs))[0]
@@ -227,12 +232,14 @@ def _owners(nuclei, cells, spacing):
         return owner
     size = tuple(2 * max(1, round(1.0 / s)) + 1 for s in spacing)
     ring = np.where(nuclei == 0, ndi.grey_dilation(nuclei, size=size), 0)
+    stride = int(cells.max()) + 1
     for part in (ring, nuclei):  # the nucleus' own pixels decide where both apply
         inside = part > 0
-        pairs, overlap = np.unique(np.stack([part[inside], cells[inside]]), axis=1, return_counts=True)
+        keys, overlap = np.unique(part[inside].astype(np.int64) * stride + cells[inside], return_counts=True)
+        nucleus, cell = np.divmod(keys, stride)
         total = np.bincount(part[inside], minlength=n + 1)
-        major = (pairs[1] > 0) & (2 * overlap >= total[pairs[0]])
-        owner[pairs[0][major]] = pairs[1][major]
+        major = (cell > 0) & (2 * overlap >= total[nucleus])
+        owner[nucleus[major]] = cell[major]
     return owner
 
 

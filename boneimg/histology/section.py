@@ -18,7 +18,7 @@ from ..io.image import as_image
 from . import regions as _regions
 from . import stains as _stains
 from .histomorphometry import BONE, TUMOUR, section_measurements
-from .osteoclasts import _empty_table, cell_nuclei, find_osteoclasts, osteoclast_table
+from .osteoclasts import _empty_table, find_osteoclasts, osteoclast_table
 
 STAINS = ("auto", "he", "trap")
 _OSTEOCLAST_OPTIONS = ("threshold", "floor", "smoothing_um", "min_area_um2", "max_hole_um2", "split_um")
@@ -279,8 +279,7 @@ def analyze_section(image, *, stain="auto", pixel_size_um=None, culture=False, m
         notes["bone"] = region_info["note"]
 
     if cells is not None:
-        table = osteoclast_table(cells.labels, spacing, nuclei=cell_nuclei(hema, spacing, nuclei_labels=nuclei.labels),
-                                 bone=regions == BONE,
+        table = osteoclast_table(cells.labels, spacing, nuclei=cells.nuclei, bone=regions == BONE,
                                  regions=regions, contact_um=contact_um, min_nuclei=min_nuclei, culture=culture,
                                  trap=trap)
         labels = cells.labels
