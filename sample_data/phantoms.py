@@ -85,10 +85,10 @@ def lesion_phantom(kind="mixed", *, voxel_size_um=10.0, length_um=1200.0, seed=0
     The shaft runs along z: the metaphysis (z < 0.55 length) holds a trabecular network, the
     diaphysis only marrow. Lesions by `kind`:
 
-    - lytic: a trabecular lesion (ball of 280 µm radius in the metaphysis), a through-and-through
-      lesion (cylinder of 160 µm radius along y: the front and back cortex perforated, visible
-      on the radiograph), three cortical perforations 100, 70 and 50 µm wide and one endosteal
-      erosion that does not go through the cortex;
+    - lytic: a trabecular lesion (an ellipsoid 600 x 460 x 600 µm in the metaphysis), a
+      through-and-through lesion (cylinder of 160 µm radius along y: the front and back cortex
+      perforated, visible on the radiograph), three cortical perforations 100, 70 and 50 µm
+      wide and one endosteal erosion that does not go through the cortex;
     - blastic: an intramedullary woven-bone mass and a periosteal deposit (woven bone is 90 %
       as mineralised as cortex);
     - mixed: all of them; none: no lesion.
@@ -219,9 +219,9 @@ def radiograph(phantom, *, attenuation_per_mm=0.8, soft_tissue_per_mm=0.1, limb_
         uint16 image of shape (z, x + margins) with the phantom's spacing.
         ``truth["bone"]``: the projected bone outline. For a lesion phantom also
         ``truth["lytic"]``: pixels inside the outline where the lesions removed at least half
-        of the baseline's bone along the ray (radiolucent), in components of at least
-        `min_lesion_area_mm2` 0.005 mm² (as the analysis counts lesions), with
-        ``lytic_area_mm2`` and ``lytic_n``.
+        of the baseline's bone along the ray (radiolucent; both bone paths blurred as the
+        detector blurs the image), in components of at least 0.005 mm² (as the analysis
+        counts lesions), with ``lytic_area_mm2`` and ``lytic_n``.
     """
     dz, dy, dx = phantom.image.spacing_um
     truth = phantom.truth
@@ -249,7 +249,12 @@ def radiograph(phantom, *, attenuation_per_mm=0.8, soft_tissue_per_mm=0.1, limb_
         reference_mm = bone_path_mm(truth["reference_mineral"])
         result["bone"] = (reference_mm > 0) | (path_mm > 0)
         if not baseline:
-            lytic = (reference_mm > 0) & (reference_mm - path_mm >= 0.5 * reference_mm)
+            # radiolucent at the detector's resolution: the paths blurred as the image is
+            sharp_mm, blurred_mm = reference_mm, path_mm
+            if blur_um > 0:
+                sharp_mm, blurred_mm = (ndi.gaussian_filter(a, (blur_um / dz, blur_um / dx))
+                                        for a in (reference_mm, path_mm))
+            lytic = (reference_mm > 0) & (sharp_mm - blurred_mm >= 0.5 * sharp_mm)
             labels, n = ndi.label(lytic, structure=np.ones((3, 3), bool))
             sizes = np.bincount(labels.ravel())
             keep = sizes * dz * dx / 1e6 >= 0.005
@@ -289,8 +294,11 @@ def _lesion_layout(kind, length_um, rng):
     jitter = lambda scale: float(rng.uniform(-scale, scale))  # noqa: E731
     layout = []
     if kind in ("lytic", "mixed"):
-        layout.append({"name": "trabecular lytic", "shape": "ball", "lytic": True,
-                       "centre": (metaphysis / 2 + jitter(20), jitter(20), -60 + jitter(20)), "radius": 280.0})
+        # flattened along y, the radiograph's beam: on the radiograph it thins the trabecular
+        # shadow but removes less than half of the bone along any ray (not radiolucent)
+        layout.append({"name": "trabecular lytic", "shape": "ellipsoid", "lytic": True,
+                       "centre": (metaphysis / 2 + jitter(20), jitter(20), -60 + jitter(20)),
+                       "radii": (300.0, 230.0, 300.0)})
         through_z = metaphysis + 160 + jitter(10)
         through_x = -120 + jitter(20)
         layout.append({"name": "through lytic", "shape": "y-cylinder", "lytic": True,
@@ -327,6 +335,9 @@ def _inside(lesion, z, y, x):
     dz, dy, dx = z - cz, y - cy, x - cx
     if lesion["shape"] == "ball":
         return dz ** 2 + dy ** 2 + dx ** 2 <= lesion["radius"] ** 2
+    if lesion["shape"] == "ellipsoid":
+        az, ay, ax = lesion["radii"]
+        return (dz / az) ** 2 + (dy / ay) ** 2 + (dx / ax) ** 2 <= 1
     if lesion["shape"] == "y-cylinder":
         return dz ** 2 + dx ** 2 <= lesion["radius"] ** 2
     if lesion["shape"] == "radial cylinder":  # from the shaft axis outwards along `direction`

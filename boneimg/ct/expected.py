@@ -66,7 +66,7 @@ class ExpectedChanges:
     notes: list = field(default_factory=list)
 
 
-def expected_changes(bone, comp, spacing_um, *, min_voxels, void_factor=2.0, trabecular_zone_um=300.0,
+def expected_changes(bone, comp, spacing_um, *, min_voxels, void_factor=1.8, trabecular_zone_um=300.0,
                      blastic_min_thickness_um=120.0):
     """Flag lesions in a bone without a reference (see the module notes).
 

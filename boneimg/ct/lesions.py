@@ -51,7 +51,7 @@ CT_DEFAULTS = {
     "cortex_min_thickness_um": 50.0,
     "cortical_pore_um": 30.0,
     # no-reference mode (see boneimg.ct.expected.expected_changes)
-    "void_factor": 2.0,
+    "void_factor": 1.8,
     "trabecular_zone_um": 300.0,
     "blastic_min_thickness_um": 120.0,
 }
@@ -364,6 +364,9 @@ def _measure(two_d, bone, ref_bone, lytic, blastic, sizes, tissue, cell_mm, perf
             notes[key] = "a 2-D slice has no volume: see the .Ar_mm2 areas"
     values["Ct.Perf.N"] = perforations.count
     values["Ct.Perf.Ar_mm2"] = float(np.nansum(perforations.areas_mm2))
+    if two_d:
+        values["Ct.Perf.Ar_mm2"] = float("nan")
+        notes["Ct.Perf.Ar_mm2"] = "a 2-D slice shows a perforation's width, not its area"
     geometry, geometry_notes = cortical_geometry(bone, own, own_thickness, spacing3)
     values.update(geometry)
     notes.update(geometry_notes)

@@ -110,7 +110,7 @@ def analyze_radiograph(image, *, pixel_size_um=None, reference=None, **params):
         reference of another shape.
     """
     p = _parameters(params)
-    img = as_image(image, pixel_size_um=pixel_size_um, axes=None if isinstance(image, Image) else "yx")
+    img = as_image(image, pixel_size_um=pixel_size_um)
     if img.axes != "yx":
         raise BoneImgError(f"analyze_radiograph needs a 2-D grey image, got axes {img.axes!r}",
                            path=img.path)

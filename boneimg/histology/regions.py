@@ -210,7 +210,7 @@ def find_tumour(soft, nuclei_labels, nuclei_table, spacing_um, *, tumour_nucleus
     else:
         diameter = 2 * np.sqrt(nuclei_table["area_um2"].to_numpy() / np.pi)
         tumour_like = diameter >= tumour_nucleus_um
-    lookup = np.zeros(int(nuclei_labels.max()) + 1, bool)
+    lookup = np.zeros(max(int(nuclei_labels.max()), int(nuclei_table["label"].max())) + 1, bool)
     lookup[nuclei_table["label"].to_numpy()[tumour_like]] = True
     nuclear = nuclei_labels > 0
     sigma = _sigma(tumour_window_um, spacing)

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 import pandas as pd
-from skimage import segmentation
+from skimage import segmentation, transform
 
 from .._version import __version__
 from ..errors import BoneImgError
@@ -114,6 +114,46 @@ def _as_rgb(img):
     return np.clip(rgb, 0, 1), grey
 
 
+class _Grid:
+    """The working grid: the input resampled to about `target_um` where it is finer than that."""
+
+    def __init__(self, shape, spacing, target_um):
+        factor = target_um / min(spacing)
+        self.factor = factor if factor > 1.1 else 1.0  # coarser inputs are used as they are
+        self.shape = tuple(max(1, int(round(n / self.factor))) for n in shape)
+        self.input_shape = tuple(shape)
+        self.spacing = tuple(s * n / m for s, n, m in zip(spacing, shape, self.shape))
+
+    def down(self, image):
+        """Area-averaged resampling of an (M, N[, C]) float image onto the grid."""
+        if self.factor == 1.0:
+            return image
+        return transform.resize(image, self.shape + image.shape[2:], order=1, anti_aliasing=True,
+                                preserve_range=True).astype(np.float32)
+
+    def _indices(self, n_from, n_to):
+        return np.minimum(((np.arange(n_to) + 0.5) * n_from / n_to).astype(int), n_from - 1)
+
+    def sample(self, labels):
+        """Nearest-neighbour labels on the grid."""
+        if self.factor == 1.0:
+            return labels
+        rows, cols = (self._indices(a, b) for a, b in zip(self.input_shape, self.shape))
+        return labels[np.ix_(rows, cols)]
+
+    def up(self, labels):
+        """Nearest-neighbour labels back on the input pixels."""
+        if self.factor == 1.0:
+            return labels
+        rows, cols = (self._indices(a, b) for a, b in zip(self.shape, self.input_shape))
+        return labels[np.ix_(rows, cols)]
+
+    def to_input_xy(self, xy):
+        """(x, y) grid coordinates as input pixel coordinates (pixel centres map to centres)."""
+        scale = np.array([self.input_shape[1] / self.shape[1], self.input_shape[0] / self.shape[0]])
+        return (xy + 0.5) * scale - 0.5
+
+
 def estimate_section_stains(rgb, stain):
     """Stain vectors of a section, robust to a third stain (e.g. fast green on bone).
 
@@ -160,7 +200,8 @@ def decide_stain(od):
 
 
 def analyze_section(image, *, stain="auto", pixel_size_um=None, culture=False, min_nuclei=None, contact_um=3.0,
-                    interface_um=10.0, nuclei=None, max_megapixels=250.0, region_params=None,
+                    interface_um=10.0, nuclei=None, working_pixel_size_um=0.5, max_megapixels=250.0,
+                    region_params=None,
                     osteoclast_params=None, nuclei_params=None):
     """Find bone, marrow, tumour, tumour cells and osteoclasts in a section and measure them.
 
@@ -187,6 +228,9 @@ def analyze_section(image, *, stain="auto", pixel_size_um=None, culture=False, m
     nuclei : Nuclei, optional
         Nuclei found beforehand (another segmenter, a classifier); found with
         :func:`boneimg.segment_nuclei` otherwise.
+    working_pixel_size_um : float
+        Regions and cells are found on a grid of about this pixel size when the input is
+        finer (the results are mapped back to the input pixels), µm.
     max_megapixels : float
         Larger images are refused with a message (analyse a region or a pyramid level).
     region_params : dict, optional
@@ -217,9 +261,11 @@ def analyze_section(image, *, stain="auto", pixel_size_um=None, culture=False, m
         raise BoneImgError(f"a section is a 2-D image (axes 'yx' or 'yxc'), got axes {img.axes!r}", path=img.path)
     spacing = img.require_spacing("section analysis")
     for name, value in (("contact_um", contact_um), ("interface_um", interface_um),
-                        ("max_megapixels", max_megapixels)):
+                        ("working_pixel_size_um", working_pixel_size_um), ("max_megapixels", max_megapixels)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value >= 0 and math.isfinite(value)):
             raise BoneImgError(f"{name} must be a non-negative number, got {value!r}")
+    if working_pixel_size_um == 0:
+        raise BoneImgError("working_pixel_size_um must be positive (µm)")
     min_nuclei = (3 if culture else 1) if min_nuclei is None else min_nuclei
     if isinstance(min_nuclei, bool) or not isinstance(min_nuclei, (int, np.integer)) or min_nuclei < 0:
         raise BoneImgError(f"min_nuclei must be a whole number >= 0, got {min_nuclei!r}")
@@ -264,33 +310,40 @@ def analyze_section(image, *, stain="auto", pixel_size_um=None, culture=False, m
     elif getattr(nuclei, "labels", np.zeros(0)).shape != rgb.shape[:2]:
         raise BoneImgError(f"nuclei.labels must have the image's shape {rgb.shape[:2]}")
 
+    # Regions and cells are found on a working grid of about working_pixel_size_um: the same
+    # tissue at 0.25 and 0.5 µm/px gives the same answer, four times faster at 0.25.
+    grid = _Grid(rgb.shape[:2], spacing, working_pixel_size_um)
+    work_rgb, work_od = grid.down(rgb), grid.down(od)
+    work_nuclei = grid.sample(nuclei.labels)
     sees_osteoclasts = used == "trap" and not grey
-    trap = hema = None
-    cells = None
+    trap = cells = None
     if sees_osteoclasts:
-        amounts = _stains.separate_stains(rgb, vectors)
-        trap, hema = amounts[..., 1], amounts[..., 0]
-        cells = find_osteoclasts(trap, spacing, nuclei_labels=nuclei.labels, hematoxylin=hema,
+        amounts = _stains.separate_stains(work_rgb, vectors)
+        trap = amounts[..., 1]
+        cells = find_osteoclasts(trap, grid.spacing, nuclei_labels=work_nuclei, hematoxylin=amounts[..., 0],
                                  contact_um=contact_um, min_nuclei=min_nuclei, culture=culture, **osteoclast_params)
-    regions, region_info = _regions.find_regions(od, spacing, nuclei_labels=nuclei.labels, nuclei_table=nuclei.table,
+    regions, region_info = _regions.find_regions(work_od, grid.spacing, nuclei_labels=work_nuclei,
+                                                 nuclei_table=nuclei.table,
                                                  exclude=None if cells is None else cells.labels > 0,
                                                  with_bone=not culture, **(region_params or {}))
     if "note" in region_info:
         notes["bone"] = region_info["note"]
-
     if cells is not None:
-        table = osteoclast_table(cells.labels, spacing, nuclei=cells.nuclei, bone=regions == BONE,
+        table = osteoclast_table(cells.labels, grid.spacing, nuclei=cells.nuclei, bone=regions == BONE,
                                  regions=regions, contact_um=contact_um, min_nuclei=min_nuclei, culture=culture,
                                  trap=trap)
         labels = cells.labels
     else:
         table, labels = _empty_table(), np.zeros(regions.shape, np.int32)
+    measurements, symbol_notes = section_measurements(
+        regions, grid.spacing, n_tumour_cells=0, osteoclasts=table if sees_osteoclasts else None,
+        osteoclast_labels=labels, contact_um=contact_um, interface_um=interface_um)
+    regions, labels = grid.up(regions), grid.up(labels)
+    table[["x", "y"]] = grid.to_input_xy(table[["x", "y"]].to_numpy(float))
     in_tumour = nuclei.inside(regions == TUMOUR)
     if "cell_type" in nuclei.table:
         in_tumour &= nuclei.table["cell_type"].eq("tumour").to_numpy()
-    measurements, symbol_notes = section_measurements(
-        regions, spacing, n_tumour_cells=int(in_tumour.sum()), osteoclasts=table if sees_osteoclasts else None,
-        osteoclast_labels=labels, contact_um=contact_um, interface_um=interface_um)
+    measurements["N.TumourCells"] = int(in_tumour.sum())
     if grey:
         symbol_notes = {k: ("greyscale image: TRAP colour cannot be seen" if "Oc" in k else v)
                         for k, v in symbol_notes.items()}
@@ -300,7 +353,8 @@ def analyze_section(image, *, stain="auto", pixel_size_um=None, culture=False, m
     notes.update(symbol_notes)
     parameters = {
         "boneimg_version": __version__, "function": "analyze_section", "stain_requested": stain, "stain": used,
-        "pixel_size_um": list(spacing), "culture": bool(culture), "min_nuclei": int(min_nuclei),
+        "pixel_size_um": list(spacing), "working_pixel_size_um": list(grid.spacing), "culture": bool(culture),
+        "min_nuclei": int(min_nuclei),
         "contact_um": contact_um, "interface_um": interface_um,
         "stain_vectors": None if vectors is None else vectors.as_dict(),
         "regions": region_info, "osteoclasts": None if cells is None else cells.parameters,
