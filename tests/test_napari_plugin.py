@@ -63,8 +63,11 @@ def test_sample_data_is_calibrated(plugin):
     assert names == ["H&E section (synthetic)", "true regions", "true nuclei"]
     for layer in viewer.layers:
         np.testing.assert_allclose(layer.scale, [0.5, 0.5])
-    viewer.open_sample("boneimg", "ct_long_bone")
-    np.testing.assert_allclose(viewer.layers["micro-CT (synthetic)"].scale, [10, 10, 10])
+    viewer.open_sample("boneimg", "ct_lesions")
+    np.testing.assert_allclose(viewer.layers["micro-CT with lesions (synthetic)"].scale, [20, 20, 20])
+    viewer.open_sample("boneimg", "trap_section")
+    viewer.open_sample("boneimg", "radiograph")
+    assert viewer.layers["true lytic"].data.any()
 
 
 def test_labels_writer_keeps_pixel_size(plugin, tmp_path):

@@ -29,7 +29,7 @@ DEFAULTS = {
     "bone_core_um": 6.0,
     "min_bone_um2": 200.0,
     "max_lacuna_um2": 150.0,
-    "tumour_nucleus_um": 8.0,
+    "tumour_nucleus_um": 7.5,
     "tumour_window_um": 12.0,
     "min_tumour_um2": 1500.0,
 }
@@ -178,8 +178,8 @@ def _disk(radius_um, spacing):
     return (yy / ry) ** 2 + (xx / rx) ** 2 <= 1
 
 
-def find_tumour(soft, nuclei_labels, nuclei_table, spacing_um, *, tumour_nucleus_um=8.0, tumour_window_um=12.0,
-                min_tumour_um2=1500.0):
+def find_tumour(soft, nuclei_labels, nuclei_table, spacing_um, *, ignore=None, tumour_nucleus_um=7.5,
+                tumour_window_um=12.0, min_tumour_um2=1500.0):
     """Tumour: soft tissue where most of the nuclear area belongs to large (or tumour-typed) nuclei.
 
     Parameters
@@ -190,9 +190,12 @@ def find_tumour(soft, nuclei_labels, nuclei_table, spacing_um, *, tumour_nucleus
     nuclei_table : pandas.DataFrame
         ``label`` and ``area_um2``; ``cell_type`` when a classifier ran ("tumour" rows count).
     spacing_um : float or (float, float)
+    ignore : ndarray of shape (M, N), bool, optional
+        Nuclei here do not vote (the lining cells on bone, the nuclei of osteoclasts), so
+        tumour reaches the bone it grows against.
     tumour_nucleus_um : float
-        Nuclei with a larger equivalent diameter are tumour-like (marrow nuclei are 4–8 µm,
-        carcinoma nuclei 9–15 µm). Not used when the table has ``cell_type``.
+        Nuclei with a larger equivalent diameter are tumour-like (marrow nuclei are 4–7 µm,
+        carcinoma nuclei 8–15 µm). Not used when the table has ``cell_type``.
     tumour_window_um : float
         Standard deviation of the Gaussian window the nuclear area is pooled over.
     min_tumour_um2 : float
@@ -212,9 +215,9 @@ def find_tumour(soft, nuclei_labels, nuclei_table, spacing_um, *, tumour_nucleus
         tumour_like = diameter >= tumour_nucleus_um
     lookup = np.zeros(max(int(nuclei_labels.max()), int(nuclei_table["label"].max())) + 1, bool)
     lookup[nuclei_table["label"].to_numpy()[tumour_like]] = True
-    nuclear = nuclei_labels > 0
+    nuclear = (nuclei_labels > 0) if ignore is None else (nuclei_labels > 0) & ~ignore
     sigma = _sigma(tumour_window_um, spacing)
-    large = ndi.gaussian_filter(lookup[nuclei_labels].astype(np.float32), sigma)
+    large = ndi.gaussian_filter((lookup[nuclei_labels] & nuclear).astype(np.float32), sigma)
     every = ndi.gaussian_filter(nuclear.astype(np.float32), sigma)
     density = every / np.maximum(ndi.gaussian_filter(soft.astype(np.float32), sigma), 1e-6)
     tumour = soft & (large > 0.5 * every) & (density > 0.15)
@@ -261,7 +264,9 @@ def find_regions(od, spacing_um, *, nuclei_labels, nuclei_table, exclude=None, w
                                min_bone_um2=p["min_bone_um2"], max_lacuna_um2=p["max_lacuna_um2"])
     else:
         bone, info = np.zeros(tissue.shape, bool), {"note": "not looked for (cell culture)"}
+    near_bone = ndi.distance_transform_edt(~bone, sampling=spacing) <= 4.0 if bone.any() else bone
     tumour = find_tumour(tissue & ~bone, nuclei_labels, nuclei_table, spacing,
+                         ignore=near_bone if exclude is None else near_bone | exclude,
                          tumour_nucleus_um=p["tumour_nucleus_um"], tumour_window_um=p["tumour_window_um"],
                          min_tumour_um2=p["min_tumour_um2"])
     regions = np.zeros(tissue.shape, np.uint8)
