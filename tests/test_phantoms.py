@@ -33,9 +33,10 @@ def test_truth_volumes_are_consistent(mixed):
     assert v["Blastic"] == pytest.approx(v["Blastic.Ma"] + v["Blastic.Ps"])
     assert v["BV"] == pytest.approx(v["reference BV"] - v["Lytic"] + v["Blastic"], rel=1e-4)
     voxel_mm3 = VOXEL_UM ** 3 / 1e9
-    # majority masks hold the partial volumes up to the voxels cut by a surface
-    assert mixed.truth["lytic"].sum() * voxel_mm3 == pytest.approx(v["Lytic"], rel=0.05)
-    assert mixed.truth["blastic"].sum() * voxel_mm3 == pytest.approx(v["Blastic"], rel=0.05)
+    # majority masks hold the partial volumes up to the voxels cut by a surface (many, on
+    # trabeculae 3 voxels thick)
+    assert mixed.truth["lytic"].sum() * voxel_mm3 == pytest.approx(v["Lytic"], rel=0.10)
+    assert mixed.truth["blastic"].sum() * voxel_mm3 == pytest.approx(v["Blastic"], rel=0.10)
     assert not (mixed.truth["lytic"] & mixed.truth["blastic"]).any()
     np.testing.assert_array_equal(mixed.truth["lesions"] == 1, mixed.truth["lytic"])
     # the class follows the 1 %-of-TV rule on these volumes

@@ -260,11 +260,12 @@ def segment_grey(grey, spacing_um, *, threshold=None, threshold_mg_cm3=None, cal
     if smooth_sigma_um is not None and not (np.isfinite(smooth_sigma_um) and smooth_sigma_um >= 0):
         raise BoneImgError(f"smooth_sigma_um must be >= 0 µm, got {smooth_sigma_um!r}")
     values = _distinct_values(grey)
-    if values is not None and len(values) == 1:
+    automatic = threshold is None and threshold_mg_cm3 is None
+    if values is not None and len(values) == 1 and automatic:
         return Segmentation(np.zeros(grey.shape, bool), float("nan"), "none", 0.0, None,
                             [f"the volume holds a single grey value ({values[0]:g}): no bone can "
                              "be told from background"])
-    if values is not None and threshold is None and threshold_mg_cm3 is None:
+    if values is not None and len(values) == 2 and automatic:
         low, high = values
         return Segmentation(grey == high, float((low + high) / 2), "binary input", 0.0)
 
