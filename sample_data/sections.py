@@ -92,7 +92,7 @@ class _Layout:
         self.t_tissue = np.quantile(f("tissue", y, x), rng.uniform(0.03, 0.12))
         self.t_tumour = np.quantile(f("tumour", y, x), 1 - tumour_fraction) if tumour_fraction > 0 else np.inf
         self.t_keep = np.quantile(f("keep", y, x), 0.25)
-        self.t_band = np.quantile(np.abs(f("trabeculae", y, x)), bone_fraction / 0.75)
+        self.t_band = np.quantile(np.abs(f("trabeculae", y, x)), bone_fraction / 0.75) if bone_fraction > 0 else -1
 
     def _grid(self, step):
         ys = np.arange(0, self.size_um[0], step)
@@ -275,7 +275,7 @@ def _osteoclasts(rng, placer, n_target, *, off_bone_fraction, pair_fraction, anu
                 j = int(np.argmin(distances))
                 partner = surface_cell(j, a2)
                 first = placer.add(cell, body)
-                partner_body = body_of(partner, on_bone=True, ignore=(first,)) if distances[j] < 4 else None
+                partner_body = body_of(partner, on_bone=True, ignore=(first,))
                 placer.cells.pop()
                 placer.owner.flat[body] = 0
                 if partner_body is not None:
@@ -475,7 +475,7 @@ def _render(rng, layout, placer, regions, cells, pixel_size_um, stain, fast_gree
 
 
 def _section(generator, shape, pixel_size_um, seed, stain, *, fast_green=False, bone_fraction=0.25,
-             tumour_fraction=0.3, cortex=None, osteoclasts_per_mm=8.0, off_bone_fraction=0.12, pair_fraction=0.15,
+             tumour_fraction=0.3, cortex=None, osteoclasts_per_mm=8.0, off_bone_fraction=0.12, pair_fraction=0.3,
              anuclear_fraction=0.08):
     shape = tuple(int(s) for s in shape)
     rng = np.random.default_rng(seed)
@@ -525,7 +525,7 @@ def he_section(shape=(512, 512), pixel_size_um=0.5, *, seed=0, **layout):
     **layout
         ``bone_fraction`` (0.25), ``tumour_fraction`` (0.3), ``cortex`` (None: by the seed),
         ``osteoclasts_per_mm`` of bone surface (8), ``off_bone_fraction`` (0.12),
-        ``pair_fraction`` (0.15, osteoclasts with a touching neighbour), ``anuclear_fraction``
+        ``pair_fraction`` (0.3, osteoclasts with a touching neighbour), ``anuclear_fraction``
         (0.08, osteoclast profiles without a nucleus in the plane).
 
     Returns

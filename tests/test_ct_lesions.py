@@ -136,6 +136,24 @@ def test_cortical_thickness_and_areas_of_a_tube(spacing):
     assert m["Ct.Perf.N"] == 0 and m["lesion_class"] == "none"
 
 
+@pytest.mark.parametrize("width_px", [2, 6])
+def test_a_drilled_hole_is_one_perforation_of_exact_volume(width_px):
+    intact = tube(100.0, (10.0,) * 3) > 0
+    drilled = intact.copy()
+    centre = intact.shape[1] // 2
+    channel = (slice(8, 8 + width_px), slice(centre - width_px // 2, centre - width_px // 2 + width_px), slice(0, 40))
+    drilled[channel] = False  # through the wall on the -x side, from outside into the marrow
+    removed_mm3 = (intact & ~drilled).sum() * 1e-6
+    for reference in (intact, None):
+        result = bi.analyze_ct(drilled.astype(np.uint8) * 255, voxel_size_um=10.0, reference=reference,
+                               min_lesion_volume_mm3=1e-5)
+        assert result.measurements["Ct.Perf.N"] == 1, result.mode
+    assert result.mode == "no-reference"
+    m = bi.analyze_ct(drilled, voxel_size_um=10.0, reference=intact, min_lesion_volume_mm3=1e-5).measurements
+    assert m["Lytic.V_mm3"] == pytest.approx(removed_mm3) and m["Lytic.Ct.V_mm3"] == pytest.approx(removed_mm3)
+    assert m["Blastic.V_mm3"] == 0.0
+
+
 def test_thin_cortex_reads_thin():
     m = bi.analyze_ct(tube(60.0, (10.0,) * 3), voxel_size_um=10.0).measurements
     assert m["Ct.Th_um"] == pytest.approx(60.0, abs=5.0)

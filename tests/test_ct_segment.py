@@ -27,6 +27,14 @@ def test_iso50_threshold_is_recorded_halfway_between_the_peaks():
     assert (seg.bone ^ truth).sum() < 0.03 * truth.sum()
 
 
+def test_padding_outside_the_field_of_view_does_not_move_the_threshold():
+    grey, truth = two_phase()
+    padded = np.pad(grey, ((0, 0), (30, 30), (30, 30)), constant_values=-1024.0)
+    seg = segment_bone(padded.astype(np.float32), voxel_size_um=10.0)
+    assert seg.threshold == pytest.approx(120.0, abs=6.0)
+    assert (seg.bone[:, 30:-30, 30:-30] ^ truth).sum() < 0.03 * truth.sum()
+
+
 def test_user_and_otsu_thresholds_are_recorded():
     grey, _ = two_phase()
     user = segment_bone(grey, voxel_size_um=10.0, threshold=150.0)
@@ -45,10 +53,11 @@ def test_binary_input_is_taken_as_segmented_and_constant_input_has_no_bone():
     assert not flat.bone.any() and np.isnan(flat.threshold) and "single grey value" in flat.notes[0]
 
 
-@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32", "int16"])
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "uint32", "float32", "int16"])
 def test_dtypes_give_the_same_bone(dtype):
     grey, truth = two_phase()
-    scale = {"uint8": (1, 0), "uint16": (250, 0), "float32": (0.01, 0), "int16": (20, -3000)}[dtype]
+    scale = {"uint8": (1, 0), "uint16": (250, 0), "uint32": (1e6, 0), "float32": (0.01, 0),
+             "int16": (20, -3000)}[dtype]
     data = grey * scale[0] + scale[1]
     if dtype != "float32":
         data = np.round(np.clip(data, *(np.iinfo(dtype).min, np.iinfo(dtype).max)))

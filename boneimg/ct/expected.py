@@ -13,8 +13,8 @@ estimated from the same bone:
   with a ball of `trabecular_zone_um`) whose local spacing (Tb.Sp, the diameter of the largest
   sphere in the marrow that holds the voxel, :func:`boneimg.ct.thickness.local_thickness`) is
   more than `void_factor` times the zone's typical spacing (the median of the marrow that is
-  not void): a void where trabeculae are expected. The
-  bone lost there is estimated as the void volume times the BV/TV of the rest of the zone;
+  not void): a void where trabeculae are expected. The bone lost there is estimated as the void
+  volume times the BV/TV of the rest of the zone;
 - intramedullary new bone: bone in the marrow compartment thick enough to hold a ball of
   `blastic_min_thickness_um` diameter, far thicker than trabeculae (with the bone within two
   voxels of it: its rough rim);
@@ -31,6 +31,7 @@ from .cortex import ENVELOPE_SNAP_PX
 from .masks import closing, difference, dilate, erode, opening, remove_small
 from .rays import Rays, robust_radius
 from .thickness import local_thickness
+
 
 @dataclass
 class ExpectedChanges:
@@ -49,8 +50,8 @@ class ExpectedChanges:
     periosteal_new_bone : ndarray of bool
         New bone outside the expected periosteal envelope.
     expected_periosteal : ndarray of bool
-        The expected periosteal envelope (its volume is the tissue volume TV); the periosteal
-        envelope itself in slices without a cortex.
+        The expected periosteal envelope (its volume normalises the lesion class); the
+        periosteal envelope itself in slices without a cortex.
     void_diameter_um : float
         Smallest local spacing of a trabecular void; NaN without trabecular bone.
     notes : list of str
@@ -102,7 +103,8 @@ def expected_changes(bone, comp, spacing_um, *, min_voxels, void_factor=1.8, tra
 
     # the zone grows from trabeculae, not from cortex fragments within the envelope's 2-pixel
     # tolerance (see boneimg.ct.cortex)
-    seeds = trabecular & ~marrow_new & erode(comp.endosteal, ENVELOPE_SNAP_PX * max(spacing_um[1:]), spacing_um)
+    inner = erode(comp.endosteal, ENVELOPE_SNAP_PX * max(spacing_um[1:]), spacing_um)
+    seeds = trabecular & ~marrow_new & inner
     zone = closing(seeds, trabecular_zone_um, spacing_um) & comp.endosteal
     marrow = zone & ~bone
     voids = np.zeros_like(bone)
@@ -117,7 +119,6 @@ def expected_changes(bone, comp, spacing_um, *, min_voxels, void_factor=1.8, tra
         notes.append("no trabecular bone in the marrow compartment: trabecular loss not assessed")
     return ExpectedChanges(cortical_loss, voids, expected_bv_tv, marrow_new, periosteal_new,
                            expected_periosteal, void_diameter, notes)
-
 
 
 def expected_envelope(bone, comp, spacing_um):

@@ -27,11 +27,12 @@ from scipy import ndimage as ndi
 
 from ..errors import BoneImgError
 from ..io.image import Image, as_image
-from .cortex import compartments, cortical_geometry, find_perforations, shell_thickness
+from .cortex import (Compartments, Perforations, compartments, cortical_geometry, find_perforations,
+                     shell_thickness)
 from .expected import expected_changes
 from .masks import CUBE, difference
 from .morphometry import bone_morphometry
-from .segment import grey_values, require_memory, segment_grey
+from .segment import METHODS, grey_values, require_memory, segment_grey
 
 CT_DEFAULTS = {
     # segmentation (see boneimg.ct.segment.segment_bone)
@@ -55,6 +56,12 @@ CT_DEFAULTS = {
     "trabecular_zone_um": 300.0,
     "blastic_min_thickness_um": 120.0,
 }
+SEGMENT_KEYS = ("threshold", "threshold_mg_cm3", "calibration", "method", "smooth_sigma_um")
+COMPARTMENT_KEYS = ("envelope_closing_um", "cortex_min_thickness_um", "cortical_pore_um")
+EXPECTED_KEYS = ("void_factor", "trabecular_zone_um", "blastic_min_thickness_um")
+LESION_PARTS = ("Lytic.Tb", "Lytic.Ct", "Blastic.Ma", "Blastic.Ps")
+ALL_BONE = ("every voxel is bone: no marrow and no outside to judge lesions by "
+            "(is the threshold below the soft-tissue grey values?)")
 # peak working memory per voxel: grey values, masks, distance maps and labels
 BYTES_PER_VOXEL = 80
 
@@ -194,104 +201,107 @@ def analyze_ct(image, *, voxel_size_um=None, reference=None, **params):
     two_d = img.ndim_spatial == 2
     grey, grey_notes = grey_values(img.data)
     ref = _reference_values(reference, img, spacing)
-    notes = {"segmentation": grey_notes} if grey_notes else {}
-
-    seg_kwargs = {k: p[k] for k in ("threshold", "threshold_mg_cm3", "calibration", "method",
-                                    "smooth_sigma_um")}
-    ref_seg = None
-    if ref is not None and ref.dtype != bool:
-        ref_seg = segment_grey(ref, spacing, **seg_kwargs)
-        if ref_seg.method not in ("binary input", "none") and p["threshold_mg_cm3"] is None:
-            seg_kwargs["threshold"] = ref_seg.threshold
-    seg = segment_grey(grey, spacing, **seg_kwargs)
-    method = seg.method
-    if ref_seg is not None and p["threshold"] is None and p["threshold_mg_cm3"] is None \
-            and ref_seg.method not in ("binary input", "none"):
-        method = f"{ref_seg.method} on the reference, applied to both"
-    for source in (seg, ref_seg):
-        if source is not None and source.notes:
-            notes.setdefault("segmentation", []).extend(source.notes)
+    seg, ref_bone, method, notes = _segment(grey, ref, spacing, p)
+    notes["segmentation"] = grey_notes + notes.get("segmentation", [])
+    if not notes["segmentation"]:
+        del notes["segmentation"]
 
     # work on (z, y, x); a slice is a volume of one slice
     spacing3 = (min(spacing), *spacing) if two_d else tuple(spacing)
     bone = seg.bone[None] if two_d else seg.bone
-    ref_bone = None
-    if ref is not None:
-        ref_bone = ref if ref.dtype == bool else ref_seg.bone
-        ref_bone = ref_bone[None] if two_d else ref_bone
-    comp_kwargs = {k: p[k] for k in ("envelope_closing_um", "cortex_min_thickness_um", "cortical_pore_um")}
-    own = compartments(bone, spacing3, **comp_kwargs)
+    if ref_bone is not None and two_d:
+        ref_bone = ref_bone[None]
+    own = compartments(bone, spacing3, **{k: p[k] for k in COMPARTMENT_KEYS})
     own_thickness = shell_thickness(own, spacing3)
     cell_mm = float(np.prod(spacing)) / (1e6 if two_d else 1e9)
-    min_cells = max(1, math.ceil((p["min_lesion_area_mm2"] if two_d else p["min_lesion_volume_mm3"]) / cell_mm))
-
+    min_cells = max(1, math.ceil(p["min_lesion_area_mm2" if two_d else "min_lesion_volume_mm3"] / cell_mm))
     if ref_bone is not None:
-        mode = "reference"
-        split = compartments(ref_bone, spacing3, **comp_kwargs)
-        split_thickness = shell_thickness(split, spacing3)
-        lytic = difference(ref_bone, bone, min_cells)
-        blastic = difference(bone, ref_bone, min_cells)
-        sizes = {
-            "Lytic.Tb": (lytic & split.endosteal).sum(), "Lytic.Ct": (lytic & split.cortical).sum(),
-            "Blastic.Ma": (blastic & split.periosteal).sum(), "Blastic.Ps": (blastic & ~split.periosteal).sum(),
-        }
-        tissue = split.periosteal.sum()
-        perforations = find_perforations(bone, split, split_thickness, spacing3, lesion=lytic)
-        lesion_notes = split.notes
-    elif bone.all():
-        mode = "no-reference"
-        split = own
-        lytic = blastic = np.zeros_like(bone)
-        sizes = dict.fromkeys(("Lytic.Tb", "Lytic.Ct", "Blastic.Ma", "Blastic.Ps"), float("nan"))
-        tissue = own.periosteal.sum()
-        perforations = find_perforations(bone, own, own_thickness, spacing3)
-        lesion_notes = ["every voxel is bone: no marrow and no outside to judge lesions by "
-                        "(is the threshold below the soft-tissue grey values?)"]
+        found = _reference_lesions(bone, ref_bone, spacing3, min_cells, p)
     else:
-        mode = "no-reference"
-        split = own
-        flags = expected_changes(bone, own, spacing3, min_voxels=min_cells, **{
-            k: p[k] for k in ("void_factor", "trabecular_zone_um", "blastic_min_thickness_um")})
-        lytic = flags.cortical_loss | flags.trabecular_voids
-        blastic = flags.marrow_new_bone | flags.periosteal_new_bone
-        lost_trabecular = flags.trabecular_voids.sum() * np.nan_to_num(flags.expected_bv_tv)
-        sizes = {
-            "Lytic.Tb": lost_trabecular, "Lytic.Ct": flags.cortical_loss.sum(),
-            "Blastic.Ma": flags.marrow_new_bone.sum(), "Blastic.Ps": flags.periosteal_new_bone.sum(),
-        }
-        tissue = flags.expected_periosteal.sum()
-        perforations = find_perforations(bone, own, own_thickness, spacing3)
-        lesion_notes = own.notes + flags.notes
-    if lesion_notes:
-        notes["lesions"] = lesion_notes
+        found = _expected_lesions(bone, own, own_thickness, spacing3, min_cells, p)
+    if found.notes:
+        notes["lesions"] = found.notes
 
-    measurements, value_notes = _measure(
-        two_d, bone, ref_bone, lytic, blastic, sizes, tissue, cell_mm, perforations, own, own_thickness,
-        spacing3, p)
-    if math.isnan(sizes["Lytic.Tb"]):  # all bone: the lesion measurements are undefined
-        for key, value in measurements.items():
-            if isinstance(value, float) and math.isnan(value):
-                value_notes.setdefault(key, lesion_notes[-1])
-    measurements.update(_density(grey, seg.bone, own.periosteal[0] if two_d else own.periosteal,
-                                 p["calibration"], value_notes))
-    roi = own.endosteal[0] if two_d else own.endosteal
-    if p["roi"] is not None:
-        roi = _roi(p["roi"], grey.shape)
+    measurements, value_notes = _measure(two_d, found, ref_bone is not None, cell_mm, p)
+    geometry, geometry_notes = cortical_geometry(bone, own, own_thickness, spacing3)
+    measurements.update(geometry)
+    value_notes.update(geometry_notes)
+    squeeze = (lambda a: a[0]) if two_d else (lambda a: a)  # noqa: E731
+    measurements.update(_density(grey, seg.bone, squeeze(own.periosteal), p["calibration"], value_notes))
+    roi = squeeze(own.endosteal) if p["roi"] is None else _roi(p["roi"], grey.shape)
     measurements.update(_trabecular_morphometry(seg.bone, roi, spacing, value_notes))
     notes.update(value_notes)
 
     labels = np.zeros(bone.shape, np.uint8)
-    labels[lytic] = 1
-    labels[blastic] = 2
-    squeeze = (lambda a: a[0]) if two_d else (lambda a: a)  # noqa: E731
+    labels[found.lytic] = 1
+    labels[found.blastic] = 2
     recorded = {**p, "calibration": None if p["calibration"] is None else vars(p["calibration"]),
                 "roi": None if p["roi"] is None else "given"}
     return CTResult(
         bone=seg.bone, lesions=squeeze(labels), measurements=measurements,
-        compartments=squeeze(split.label_image()), perforations=squeeze(perforations.labels),
-        perforation_areas_mm2=[float(a) for a in perforations.areas_mm2], mode=mode,
+        compartments=squeeze(found.split.label_image()), perforations=squeeze(found.perforations.labels),
+        perforation_areas_mm2=[float(a) for a in found.perforations.areas_mm2], mode=found.mode,
         threshold=seg.threshold, method=method, parameters=recorded, voxel_size_um=tuple(spacing),
         notes=notes)
+
+
+@dataclass
+class _Found:
+    """Lesions found in one mode: masks, sizes in voxels, the compartments that split them."""
+
+    mode: str
+    lytic: np.ndarray
+    blastic: np.ndarray
+    sizes: dict  # "Lytic.Tb", "Lytic.Ct", "Blastic.Ma", "Blastic.Ps" -> voxels (NaN: undefined)
+    tissue: int  # voxels of the tissue volume the class is normalised by
+    split: Compartments
+    perforations: Perforations
+    notes: list
+
+
+def _segment(grey, ref, spacing, p):
+    """Segment the image (and the reference); an automatic threshold is found on the reference
+    and applied to both, so both masks share one threshold."""
+    kwargs = {k: p[k] for k in SEGMENT_KEYS}
+    if ref is None or ref.dtype == bool:
+        seg = segment_grey(grey, spacing, **kwargs)
+        return seg, ref, seg.method, {"segmentation": seg.notes} if seg.notes else {}
+    ref_seg = segment_grey(ref, spacing, **kwargs)
+    shared = ref_seg.method.split()[0] in METHODS
+    if shared:
+        kwargs["threshold"] = ref_seg.threshold
+    seg = segment_grey(grey, spacing, **kwargs)
+    method = f"{ref_seg.method} on the reference, applied to both" if shared else seg.method
+    notes = seg.notes + [f"reference: {note}" for note in ref_seg.notes]
+    return seg, ref_seg.bone, method, {"segmentation": notes} if notes else {}
+
+
+def _reference_lesions(bone, ref_bone, spacing3, min_cells, p):
+    """Reference mode: lesions are the differences from the aligned lesion-free bone."""
+    split = compartments(ref_bone, spacing3, **{k: p[k] for k in COMPARTMENT_KEYS})
+    lytic = difference(ref_bone, bone, min_cells)
+    blastic = difference(bone, ref_bone, min_cells)
+    sizes = {"Lytic.Tb": (lytic & split.endosteal).sum(), "Lytic.Ct": (lytic & split.cortical).sum(),
+             "Blastic.Ma": (blastic & split.periosteal).sum(),
+             "Blastic.Ps": (blastic & ~split.periosteal).sum()}
+    perforations = find_perforations(bone, split, shell_thickness(split, spacing3), spacing3, lesion=lytic)
+    return _Found("reference", lytic, blastic, sizes, split.periosteal.sum(), split, perforations, split.notes)
+
+
+def _expected_lesions(bone, own, own_thickness, spacing3, min_cells, p):
+    """No-reference mode: lesions are deviations from the bone expected from itself."""
+    perforations = find_perforations(bone, own, own_thickness, spacing3)
+    if bone.all():
+        none = np.zeros_like(bone)
+        return _Found("no-reference", none, none, dict.fromkeys(LESION_PARTS, float("nan")),
+                      own.periosteal.sum(), own, perforations, [ALL_BONE])
+    flags = expected_changes(bone, own, spacing3, min_voxels=min_cells, **{k: p[k] for k in EXPECTED_KEYS})
+    sizes = {"Lytic.Tb": flags.trabecular_voids.sum() * np.nan_to_num(flags.expected_bv_tv),
+             "Lytic.Ct": flags.cortical_loss.sum(),
+             "Blastic.Ma": flags.marrow_new_bone.sum(), "Blastic.Ps": flags.periosteal_new_bone.sum()}
+    return _Found("no-reference", flags.cortical_loss | flags.trabecular_voids,
+                  flags.marrow_new_bone | flags.periosteal_new_bone, sizes, flags.expected_periosteal.sum(),
+                  own, perforations, own.notes + flags.notes)
 
 
 def _parameters(params):
@@ -336,40 +346,39 @@ def _roi(roi, shape):
     return roi
 
 
-def _measure(two_d, bone, ref_bone, lytic, blastic, sizes, tissue, cell_mm, perforations, own,
-             own_thickness, spacing3, p):
+def _measure(two_d, found, with_reference, cell_mm, p):
+    """Lesion sizes, their fractions of the tissue volume, counts, class and perforations."""
     size, tissue_key, fraction = (("Ar_mm2", "Ref.Tt.Ar_mm2", "Ar/Tt.Ar_pct") if two_d
                                   else ("V_mm3", "Ref.Tt.V_mm3", "V/Tt.V_pct"))
     notes = {}
-    values = {f"{name}.{size}": float(count) * cell_mm for name, count in sizes.items()}
+    values = {f"{name}.{size}": float(count) * cell_mm for name, count in found.sizes.items()}
     values[f"Lytic.{size}"] = values[f"Lytic.Tb.{size}"] + values[f"Lytic.Ct.{size}"]
     values[f"Blastic.{size}"] = values[f"Blastic.Ma.{size}"] + values[f"Blastic.Ps.{size}"]
-    values[tissue_key] = float(tissue) * cell_mm
+    values[tissue_key] = float(found.tissue) * cell_mm
     for name in ("Lytic", "Blastic"):
         key = f"{name}.{fraction}"
-        if tissue > 0:
-            values[key] = 100 * values[f"{name}.{size}"] / values[tissue_key]
-        else:
-            values[key] = float("nan")
-            notes[key] = "no tissue volume: no bone found" + (" in the reference" if ref_bone is not None else "")
-    values["Lytic.N"] = int(ndi.label(lytic, structure=CUBE)[1])
-    values["Blastic.N"] = int(ndi.label(blastic, structure=CUBE)[1])
+        values[key] = 100 * values[f"{name}.{size}"] / values[tissue_key] if found.tissue else float("nan")
+        if not found.tissue:
+            notes[key] = "no tissue volume: no bone found" + (" in the reference" if with_reference else "")
+    values["Lytic.N"] = int(ndi.label(found.lytic, structure=CUBE)[1])
+    values["Blastic.N"] = int(ndi.label(found.blastic, structure=CUBE)[1])
     values["lesion_class"] = lesion_class(values[f"Lytic.{fraction}"], values[f"Blastic.{fraction}"],
                                           p["class_threshold_pct"])
-    if tissue == 0:
+    if not found.tissue:
         notes["lesion_class"] = "no bone to classify: reported as none"
+    if found.notes and found.notes[-1] == ALL_BONE:
+        notes.update({key: ALL_BONE for key, value in values.items()
+                      if isinstance(value, float) and math.isnan(value)})
+        notes["lesion_class"] = ALL_BONE
     if two_d:
         for key in ("Lytic.V_mm3", "Blastic.V_mm3"):
             values[key] = float("nan")
             notes[key] = "a 2-D slice has no volume: see the .Ar_mm2 areas"
-    values["Ct.Perf.N"] = perforations.count
-    values["Ct.Perf.Ar_mm2"] = float(np.nansum(perforations.areas_mm2))
+    values["Ct.Perf.N"] = found.perforations.count
+    values["Ct.Perf.Ar_mm2"] = float(np.nansum(found.perforations.areas_mm2))
     if two_d:
         values["Ct.Perf.Ar_mm2"] = float("nan")
         notes["Ct.Perf.Ar_mm2"] = "a 2-D slice shows a perforation's width, not its area"
-    geometry, geometry_notes = cortical_geometry(bone, own, own_thickness, spacing3)
-    values.update(geometry)
-    notes.update(geometry_notes)
     return values, notes
 
 

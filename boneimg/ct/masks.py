@@ -18,7 +18,6 @@ from scipy import ndimage as ndi
 # face-connected neighbours within a slice only: hole filling and labelling per cross-section
 SLICE_FACES = np.zeros((3, 3, 3), bool)
 SLICE_FACES[1] = ndi.generate_binary_structure(2, 1)
-FACES = ndi.generate_binary_structure(3, 1)
 CUBE = ndi.generate_binary_structure(3, 3)
 
 
@@ -77,15 +76,6 @@ def remove_small(mask, min_voxels, *, structure=CUBE):
     keep = sizes >= min_voxels
     keep[0] = False
     return keep[labels]
-
-
-def touching(mask, seeds, *, structure=CUBE):
-    """Connected components of `mask` that contain at least one voxel of `seeds`."""
-    labels, n = ndi.label(mask, structure=structure)
-    hit = np.zeros(n + 1, bool)
-    hit[np.unique(labels[seeds & mask])] = True
-    hit[0] = False
-    return hit[labels]
 
 
 def difference(present, absent, min_voxels):

@@ -135,8 +135,7 @@ def analyze_radiograph(image, *, pixel_size_um=None, reference=None, **params):
         sd = 1.4826 * float(np.median(np.abs(loss[bone] - np.median(loss[bone]))))
         core = bone & (loss > p["k"] * sd) & (loss >= p["min_loss_pct"] / 100 * expected)
         # the blurred rim of a hole is a few smoothing sigmas wide: grow no further
-        sigma_px = (min(spacing) if p["smooth_sigma_um"] is None else p["smooth_sigma_um"]) / min(spacing)
-        rim = ndi.binary_dilation(core, EIGHT, iterations=max(2, math.ceil(3 * sigma_px)))
+        rim = ndi.binary_dilation(core, EIGHT, iterations=max(2, math.ceil(3 * _sigma_um(p, spacing) / min(spacing))))
         lytic = _to_half_depth(core, loss, bone & rim, p["edge_pct"] / 100)
         pixel_mm2 = spacing[0] * spacing[1] / 1e6
         lytic = remove_small(lytic, math.ceil(p["min_lesion_area_mm2"] / pixel_mm2), structure=EIGHT)
@@ -148,8 +147,11 @@ def analyze_radiograph(image, *, pixel_size_um=None, reference=None, **params):
 def _parameters(params):
     unknown = sorted(set(params) - set(RADIOGRAPH_DEFAULTS))
     if unknown:
-        raise BoneImgError(f"unknown analyze_radiograph parameter(s) {unknown}; valid: {sorted(RADIOGRAPH_DEFAULTS)}")
+        raise BoneImgError(
+            f"unknown analyze_radiograph parameter(s) {unknown}; valid: {sorted(RADIOGRAPH_DEFAULTS)}")
     p = {**RADIOGRAPH_DEFAULTS, **params}
+    if not isinstance(p["bone_bright"], bool):
+        raise BoneImgError(f"bone_bright must be True or False, got {p['bone_bright']!r}")
     for key, value in p.items():
         if key == "bone_bright" or (key == "smooth_sigma_um" and value is None):
             continue
@@ -157,6 +159,11 @@ def _parameters(params):
                 and math.isfinite(value) and value >= 0):
             raise BoneImgError(f"{key} must be a finite number >= 0, got {value!r}")
     return p
+
+
+def _sigma_um(p, spacing):
+    """Gaussian smoothing in µm: one pixel unless given."""
+    return min(spacing) if p["smooth_sigma_um"] is None else p["smooth_sigma_um"]
 
 
 def _grey(data, p):
@@ -187,7 +194,7 @@ def _bone_signal(grey, spacing, p):
     soft-tissue background under it is then the Gaussian-weighted mean of the pixels around
     it (normalised convolution with sigma ``background_radius_um / 2``).
     """
-    sigma_um = min(spacing) if p["smooth_sigma_um"] is None else p["smooth_sigma_um"]
+    sigma_um = _sigma_um(p, spacing)
     if sigma_um > 0:
         grey = ndi.gaussian_filter(grey, [sigma_um / s for s in spacing])
     size = [2 * max(1, round(p["background_radius_um"] / s)) + 1 for s in spacing]
@@ -212,7 +219,8 @@ def _outline(signal, spacing, p):
     bone = signal > filters.threshold_otsu(signal)
     radius = [max(1, round(p["outline_closing_um"] / s)) for s in spacing]
     disc = _ellipse(*radius)
-    bone = ndi.binary_closing(np.pad(bone, max(radius)), disc)[max(radius):-max(radius), max(radius):-max(radius)]
+    pad = max(radius)
+    bone = ndi.binary_closing(np.pad(bone, pad), disc)[pad:-pad, pad:-pad]
     return ndi.binary_fill_holes(bone)
 
 

@@ -23,6 +23,7 @@ from ..io.image import as_image
 METHODS = ("iso50", "otsu", "multiotsu")
 # Enough voxels for a stable histogram; larger volumes are subsampled with a stride.
 _HISTOGRAM_VOXELS = 4_000_000
+PADDING_SHARE = 0.01
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,9 @@ def segment_bone(image, *, voxel_size_um=None, threshold=None, threshold_mg_cm3=
     method : {"iso50", "otsu", "multiotsu"}
         Automatic threshold when none is given: half-way between the background and bone
         peaks of the histogram (classes split by Otsu), Otsu's two-class threshold, or the
-        upper of three Otsu classes (for scans with air, soft tissue and bone).
+        upper of three Otsu classes (for scans with air, soft tissue and bone). More than 1 %
+        of voxels at exactly the lowest grey value (padding outside the reconstructed field of
+        view) are left out of the histogram.
     smooth_sigma_um : float, optional
         Gaussian sigma in µm; default half the smallest voxel side (the scanner blur does the
         rest). 0 switches it off.
@@ -272,14 +275,18 @@ def segment_grey(grey, spacing_um, *, threshold=None, threshold_mg_cm3=None, cal
     sigma_um = 0.5 * min(spacing_um) if smooth_sigma_um is None else float(smooth_sigma_um)
     smoothed = grey
     if sigma_um > 0:
-        smoothed = ndi.gaussian_filter(grey, [sigma_um / s for s in spacing_um[-grey.ndim:]])
+        smoothed = ndi.gaussian_filter(grey, [sigma_um / s for s in spacing_um])
     density = None
     if threshold is not None:
         chosen, how = float(threshold), "user"
     elif threshold_mg_cm3 is not None:
         chosen, how, density = float(calibration.to_grey(threshold_mg_cm3)), "density", float(threshold_mg_cm3)
     else:
-        chosen, how = _automatic_threshold(smoothed, method)
+        # a large share of voxels at exactly the lowest value is padding outside the
+        # reconstructed field of view, not a tissue: it stays out of the histogram
+        padding = grey == grey.min()
+        sample = smoothed[~padding] if padding.mean() > PADDING_SHARE else smoothed.ravel()
+        chosen, how = _automatic_threshold(sample, method)
     if calibration is not None and density is None:
         density = float(calibration.to_density(chosen))
     return Segmentation(smoothed > chosen, chosen, how, sigma_um, density)
@@ -295,10 +302,10 @@ def _distinct_values(grey):
     return None
 
 
-def _automatic_threshold(smoothed, method):
-    """(threshold, method actually used) from the histogram of the smoothed volume."""
-    stride = max(1, int(np.ceil(smoothed.size / _HISTOGRAM_VOXELS)))
-    counts, edges = np.histogram(smoothed.ravel()[::stride], bins=1024)
+def _automatic_threshold(values, method):
+    """(threshold, method actually used) from the histogram of smoothed grey values (1-D)."""
+    stride = max(1, int(np.ceil(values.size / _HISTOGRAM_VOXELS)))
+    counts, edges = np.histogram(values[::stride], bins=1024)
     centres = (edges[:-1] + edges[1:]) / 2
     if method == "multiotsu":
         return float(filters.threshold_multiotsu(hist=(counts, centres), classes=3)[-1]), method
@@ -306,8 +313,11 @@ def _automatic_threshold(smoothed, method):
     if method == "otsu":
         return otsu, method
     density = ndi.gaussian_filter1d(counts.astype(float), 3)  # peaks of the histogram, not of its noise
-    split = int(np.searchsorted(centres, otsu))
+    split = int(np.searchsorted(centres, otsu, side="right"))  # Otsu's lower class: up to `otsu`
+    if not 0 < split < len(centres):
+        return otsu, "iso50 (otsu: no background and bone peaks in the histogram)"
     low, high = np.argmax(density[:split]), split + np.argmax(density[split:])
-    if not (0 < low < split - 1 and split < high < len(centres) - 1):
+    padded = np.pad(density, 1, constant_values=-np.inf)
+    if not all(padded[i + 1] >= max(padded[i], padded[i + 2]) for i in (low, high)):
         return otsu, "iso50 (otsu: no background and bone peaks in the histogram)"
     return float((centres[low] + centres[high]) / 2), method

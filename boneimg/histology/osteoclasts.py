@@ -81,7 +81,7 @@ def trap_threshold(trap, tissue=None, *, floor=0.1):
     """
     values = np.asarray(trap)[tissue] if tissue is not None else np.asarray(trap).ravel()
     values = values[values > floor]
-    if values.size < 100 or values.min() == values.max():
+    if values.size < 100 or np.ptp(values) < 1e-3:
         return 2 * floor
     return max(2 * floor, 0.5 * float(filters.threshold_otsu(values)))
 
@@ -105,7 +105,7 @@ def _trap_positive(smooth, seed_level, floor, hematoxylin=None):
 
 
 def find_osteoclasts(trap, spacing_um, *, bone=None, nuclei_labels=None, regions=None, tissue=None, hematoxylin=None,
-                     threshold="auto", floor=0.1, smoothing_um=0.5, min_area_um2=50.0, max_hole_um2=250.0, split_um=2.0,
+                     threshold="auto", floor=0.1, smoothing_um=0.5, min_area_um2=50.0, max_hole_um2=250.0, split_um=1.5,
                      contact_um=3.0, min_nuclei=1, culture=False):
     """Segment TRAP-positive cells as whole objects and describe them.
 

@@ -29,6 +29,7 @@ DEFAULTS = {
     "bone_core_um": 6.0,
     "min_bone_um2": 200.0,
     "max_lacuna_um2": 150.0,
+    "min_separation": 3.0,
     "tumour_nucleus_um": 7.5,
     "tumour_window_um": 12.0,
     "min_tumour_um2": 1500.0,
@@ -83,7 +84,7 @@ def _discriminant(features, first, second):
 
 
 def find_bone(od, stained, nuclear, spacing_um, *, exclude=None, bone_core_um=6.0, min_bone_um2=200.0,
-              max_lacuna_um2=150.0, min_separation=2.0):
+              max_lacuna_um2=150.0, min_separation=3.0):
     """Bone matrix: homogeneous nucleus-free tissue, its edge drawn by colour.
 
     Parameters
@@ -219,13 +220,14 @@ def find_tumour(soft, nuclei_labels, nuclei_table, spacing_um, *, ignore=None, t
     sigma = _sigma(tumour_window_um, spacing)
     large = ndi.gaussian_filter((lookup[nuclei_labels] & nuclear).astype(np.float32), sigma)
     every = ndi.gaussian_filter(nuclear.astype(np.float32), sigma)
-    density = every / np.maximum(ndi.gaussian_filter(soft.astype(np.float32), sigma), 1e-6)
+    voting = soft if ignore is None else soft & ~ignore
+    density = every / np.maximum(ndi.gaussian_filter(voting.astype(np.float32), sigma), 1e-6)
     tumour = soft & (large > 0.5 * every) & (density > 0.15)
     tumour = morphology.remove_small_holes(tumour, max_size=_pixels(min_tumour_um2, spacing)) & soft
     return morphology.remove_small_objects(tumour, max_size=_pixels(min_tumour_um2, spacing))
 
 
-def find_regions(od, spacing_um, *, nuclei_labels, nuclei_table, exclude=None, with_bone=True, **params):
+def find_regions(od, spacing_um, *, nuclei_labels, nuclei_table, exclude=None, culture=False, **params):
     """Region map of a section: 0 no tissue, 1 bone, 2 marrow and soft tissue, 3 tumour.
 
     Parameters
@@ -237,8 +239,8 @@ def find_regions(od, spacing_um, *, nuclei_labels, nuclei_table, exclude=None, w
     nuclei_table : pandas.DataFrame
     exclude : ndarray of shape (M, N), bool, optional
         Pixels that are never bone (TRAP-positive cells).
-    with_bone : bool
-        Look for bone (False for cell cultures).
+    culture : bool
+        Cells on a dish: the stained area is cells (2); no bone or tumour is looked for.
     **params
         Any of :data:`DEFAULTS`.
 
@@ -259,11 +261,12 @@ def find_regions(od, spacing_um, *, nuclei_labels, nuclei_table, exclude=None, w
     tissue, stained = find_tissue(od, spacing, tissue_od=p["tissue_od"], max_hole_um2=p["max_hole_um2"],
                                   min_tissue_um2=p["min_tissue_um2"])
     nuclear = (nuclei_labels > 0) & tissue
-    if with_bone:
-        bone, info = find_bone(od, stained, nuclear, spacing, exclude=exclude, bone_core_um=p["bone_core_um"],
-                               min_bone_um2=p["min_bone_um2"], max_lacuna_um2=p["max_lacuna_um2"])
-    else:
-        bone, info = np.zeros(tissue.shape, bool), {"note": "not looked for (cell culture)"}
+    if culture:
+        regions = np.where(tissue, SOFT, 0).astype(np.uint8)
+        return regions, {**p, "note": "cell culture: no bone or tumour looked for"}
+    bone, info = find_bone(od, stained, nuclear, spacing, exclude=exclude, bone_core_um=p["bone_core_um"],
+                           min_bone_um2=p["min_bone_um2"], max_lacuna_um2=p["max_lacuna_um2"],
+                           min_separation=p["min_separation"])
     near_bone = ndi.distance_transform_edt(~bone, sampling=spacing) <= 4.0 if bone.any() else bone
     tumour = find_tumour(tissue & ~bone, nuclei_labels, nuclei_table, spacing,
                          ignore=near_bone if exclude is None else near_bone | exclude,

@@ -169,7 +169,19 @@ def estimate_section_stains(rgb, stain):
     total = np.linalg.norm(od, axis=-1)
     in_plane = np.abs(od @ normal) <= _OFF_PLANE * np.maximum(total, 1e-6)
     keep = in_plane | (total < 0.1)  # glass stays in, so the background is estimated as before
-    return _stains.estimate_stains(rgb[keep][:, None, :], stain)
+    if keep.sum() < 1000:  # nothing but a third colour (or black): nothing to leave out
+        estimate = _stains.estimate_stains(rgb, stain)
+    else:
+        estimate = _stains.estimate_stains(rgb[keep][:, None, :], stain)
+    # With too little of the second stain (a TRAP section without osteoclasts), Macenko's
+    # extreme directions both lie near hematoxylin: then the references are the better guess.
+    apart = np.degrees(np.arccos(np.clip(estimate.od[0] @ estimate.od[1], -1, 1)))
+    expected = np.degrees(np.arccos(np.clip(reference.od[0] @ reference.od[1], -1, 1)))
+    if estimate.estimated and apart < 0.6 * expected:
+        return _stains.StainVectors(reference.names, reference.od, estimate.background, False,
+                                    f"estimated stains only {apart:.0f}° apart (too little {reference.names[1]}): "
+                                    "reference vectors used")
+    return estimate
 
 
 def decide_stain(od):
@@ -302,6 +314,8 @@ def analyze_section(image, *, stain="auto", pixel_size_um=None, culture=False, m
         if not vectors.estimated:
             notes["stain_vectors"] = vectors.note
         od = _stains.optical_density(rgb, vectors.background)
+        # black pigment, ink, folds and dead pixels are neither tissue nor stain
+        od[_stains.neutral_dark(rgb, vectors.background)] = 0
 
     if nuclei is None:
         from .nuclei import segment_nuclei
@@ -325,7 +339,7 @@ def analyze_section(image, *, stain="auto", pixel_size_um=None, culture=False, m
     regions, region_info = _regions.find_regions(work_od, grid.spacing, nuclei_labels=work_nuclei,
                                                  nuclei_table=nuclei.table,
                                                  exclude=None if cells is None else cells.labels > 0,
-                                                 with_bone=not culture, **(region_params or {}))
+                                                 culture=culture, **(region_params or {}))
     if "note" in region_info:
         notes["bone"] = region_info["note"]
     if cells is not None:
