@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import boneimg as bi
-from boneimg.ct import segment
+from boneimg.ct import _inputs
 from boneimg.ct.lesions import class_threshold_pct, lesion_class
 from boneimg.sample_data import phantoms
 
@@ -209,7 +209,7 @@ def test_empty_and_all_bone_volumes_give_nan_with_reasons():
 
 
 def test_too_large_a_volume_is_refused_before_loading(monkeypatch, mixed):
-    monkeypatch.setattr(segment, "_available_memory_bytes", lambda: 10**6)
+    monkeypatch.setattr(_inputs, "_available_memory_bytes", lambda: 10**6)
     with pytest.raises(bi.BoneImgError, match="analyze_ct of a volume of shape .* needs about"):
         bi.analyze_ct(mixed.image)
 

@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage as ndi
 
 import boneimg as bi
-from boneimg.ct import segment
+from boneimg.ct import _inputs, segment
 from boneimg.ct.segment import calibrate_density, rod_grey_values, segment_bone
 
 
@@ -159,7 +159,7 @@ def test_missing_voxel_size_and_bad_options_are_refused():
 
 
 def test_a_volume_too_large_for_memory_says_what_it_needs(monkeypatch):
-    monkeypatch.setattr(segment, "_available_memory_bytes", lambda: 2 * 10**9)
+    monkeypatch.setattr(_inputs, "_available_memory_bytes", lambda: 2 * 10**9)
     with pytest.raises(bi.BoneImgError, match=r"needs about 80\.0 GB .* about 2\.0 GB is available; crop"):
-        segment.require_memory((1000, 1000, 1000), 80, what="analyze_ct")
-    segment.require_memory((100, 100, 100), 80, what="analyze_ct")
+        _inputs.require_memory((1000, 1000, 1000), 80, what="analyze_ct")
+    _inputs.require_memory((100, 100, 100), 80, what="analyze_ct")

@@ -169,8 +169,8 @@ def test_bad_input(mask, size, roi, message):
 def test_too_large_for_memory_says_what_is_needed(monkeypatch):
     from boneimg.ct import _inputs
 
-    monkeypatch.setattr(_inputs, "_available_bytes", lambda: 10**6)
-    with pytest.raises(BoneImgError, match=r"needs about .* GB .* only 0.0 GB"):
+    monkeypatch.setattr(_inputs, "_available_memory_bytes", lambda: 10**6)
+    with pytest.raises(BoneImgError, match=r"needs about .* GB of memory but about 0.0 GB is available"):
         bi.bone_morphometry(np.zeros((50, 50, 50), dtype=bool), 1.0)
 
 

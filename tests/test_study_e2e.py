@@ -49,3 +49,36 @@ def test_real_radiograph_analysis_recovers_the_treatment_effect(tmp_path):
     assert arm.percent_change_ci_high_pct < 0 and arm.p_adjusted < 0.05
     assert arm.percent_change_ci_low_pct <= study.percent_change["combination"] <= arm.percent_change_ci_high_pct
     assert effects.loc[("Lytic.Ar_mm2", "inactive")].p_adjusted > 0.05
+
+
+def test_each_image_gets_the_analysis_of_its_modality(tmp_path):
+    """Two modalities per animal: a radiograph and a TRAP section, analysed by their own analyses."""
+    from boneimg.sample_data.sections import trap_section
+    from boneimg.sample_data.studies import lesion_radiograph
+
+    rows, truth = [], {}
+    for group in ("vehicle", "drug"):
+        for k in range(2):
+            xray, section = lesion_radiograph(0.4, seed=k), trap_section((512, 512), 0.5, seed=k + 3)
+            for name, synthetic in (("xray", xray), ("trap", section)):
+                path = tmp_path / "data" / group / f"m{k}" / f"{name}.ome.tif"
+                save_image(path, synthetic.image)
+                rows.append({"path": str(path), "animal": f"m{k}", "group": group})
+            truth[(group, f"m{k}")] = xray.truth["lytic_area_mm2"], section.truth["measurements"]["N.Oc"]
+    study = bi.run_study(pd.DataFrame(rows), tmp_path / "out", workers=1, quiet=True, brightfield={"stain": "trap"})
+    assert study.failures.empty, study.failures["reason"].tolist()
+    images = study.images
+    assert images["modality"].tolist() == ["radiograph", "brightfield"] * 4
+    assert images["analysis"].tolist() == ["boneimg.ct.radiograph:analyze_radiograph",
+                                           "boneimg.histology.section:analyze_section"] * 4
+    xrays, sections = images[images["modality"] == "radiograph"], images[images["modality"] == "brightfield"]
+    assert xrays["N.Oc"].isna().all() and sections["Lytic.Ar_mm2"].isna().all()
+    # per animal, each measurement comes from the one image that has it, not diluted by the other
+    animals = study.animals.set_index(["group", "animal"])
+    assert animals["Lytic.Ar_mm2"].tolist() == xrays["Lytic.Ar_mm2"].tolist()
+    assert animals["N.Oc"].tolist() == sections["N.Oc"].tolist()
+    assert animals["n_images"].eq(2).all()
+    for key, (area, n_oc) in truth.items():
+        assert animals.loc[key, "Lytic.Ar_mm2"] == pytest.approx(area, abs=0.05)
+        assert abs(animals.loc[key, "N.Oc"] - n_oc) <= max(2, 0.3 * n_oc)
+    assert all((study.out_dir / p).is_file() for p in images["qc_overlay"])

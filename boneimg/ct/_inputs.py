@@ -1,5 +1,7 @@
 """Validation of the masks and voxel sizes that the micro-CT measurements take."""
 
+import os
+
 import numpy as np
 
 from ..errors import BoneImgError
@@ -29,7 +31,7 @@ def binary_mask(mask, name):
     data = mask if hasattr(mask, "shape") and hasattr(mask, "dtype") else np.asarray(mask)
     if data.ndim not in (2, 3):
         raise BoneImgError(f"{name} must be a 2-D or 3-D array, got shape {tuple(data.shape)}")
-    check_memory(data.shape, name)
+    require_memory(data.shape, BYTES_PER_VOXEL, what=f"morphometry of {name}")
     data = np.asarray(data)
     if data.dtype == bool:
         return data
@@ -66,25 +68,32 @@ def region(roi, shape):
     return roi
 
 
-def check_memory(shape, name):
-    """Raise when the working memory of local thickness on `shape` exceeds the available memory."""
-    need = float(np.prod(shape, dtype=np.float64)) * BYTES_PER_VOXEL
-    free = _available_bytes()
-    if free is not None and need > free:
+def require_memory(shape, bytes_per_voxel, *, what):
+    """Raise a BoneImgError when a volume of `shape` needs more memory than is available.
+
+    `bytes_per_voxel` is the peak working memory of the analysis per voxel. The message states
+    what is needed so the user can crop or bin the volume (or run on a larger machine).
+    """
+    need = int(np.prod(shape, dtype=np.int64)) * bytes_per_voxel
+    available = _available_memory_bytes()
+    if available is not None and need > available:
         raise BoneImgError(
-            f"{name} of shape {tuple(shape)} needs about {need / 1e9:.1f} GB of working memory for "
-            f"morphometry but only {free / 1e9:.1f} GB is available; analyse it in parts "
-            "(crop it into regions of interest) or on a machine with more memory"
+            f"{what} of a volume of shape {tuple(shape)} needs about {need / 1e9:.1f} GB of memory "
+            f"but about {available / 1e9:.1f} GB is available; crop the volume to the bone or the "
+            "region of interest, bin it 2x2x2 (8x less memory), or run on a machine with more memory"
         )
 
 
-def _available_bytes():
+def _available_memory_bytes():
     """Memory the system can give without swapping (Linux MemAvailable), or None if unknown."""
     try:
-        with open("/proc/meminfo") as info:
-            for line in info:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return None
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None

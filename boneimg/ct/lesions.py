@@ -32,7 +32,8 @@ from .cortex import (Compartments, Perforations, compartments, cortical_geometry
 from .expected import expected_changes
 from .masks import CUBE, difference
 from .morphometry import bone_morphometry
-from .segment import METHODS, grey_values, require_memory, segment_grey
+from ._inputs import require_memory
+from .segment import METHODS, grey_values, segment_grey
 
 CT_DEFAULTS = {
     # segmentation (see boneimg.ct.segment.segment_bone)

@@ -11,7 +11,6 @@ connectivity more than anything else.
 """
 
 from dataclasses import dataclass, field
-import os
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -176,36 +175,6 @@ def grey_values(data):
         grey[~finite] = grey[finite].min()
         notes.append(f"{int((~finite).sum())} non-finite voxels set to the lowest grey value")
     return grey, notes
-
-
-def require_memory(shape, bytes_per_voxel, *, what):
-    """Raise a BoneImgError when a volume of `shape` needs more memory than is available.
-
-    `bytes_per_voxel` is the peak working memory of the analysis per voxel. The message states
-    what is needed so the user can crop or bin the volume (or run on a larger machine).
-    """
-    need = int(np.prod(shape, dtype=np.int64)) * bytes_per_voxel
-    available = _available_memory_bytes()
-    if available is not None and need > available:
-        raise BoneImgError(
-            f"{what} of a volume of shape {tuple(shape)} needs about {need / 1e9:.1f} GB of memory "
-            f"but about {available / 1e9:.1f} GB is available; crop the volume to the bone, "
-            "bin it 2x2x2 (8x less memory), or run on a machine with more memory"
-        )
-
-
-def _available_memory_bytes():
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def segment_bone(image, *, voxel_size_um=None, threshold=None, threshold_mg_cm3=None,

@@ -38,7 +38,7 @@ import math
 
 import numpy as np
 
-from ._inputs import binary_mask, check_memory, region, voxel_size
+from ._inputs import BYTES_PER_VOXEL, binary_mask, region, require_memory, voxel_size
 
 #: Refinement of the sphere centres' grid (per axis) in sub-voxel mode (odd: the coarse voxel
 #: centres stay on the fine grid).
@@ -85,7 +85,7 @@ def local_thickness(mask, voxel_size_um, *, roi=None, subvoxel=False):
     other = known & ~structure
     if subvoxel:
         factor = SUBVOXEL_FACTOR
-        check_memory(tuple(n * factor for n in structure.shape), "mask (sub-voxel mode)")
+        require_memory(tuple(n * factor for n in structure.shape), BYTES_PER_VOXEL, what="sub-voxel local thickness")
         fine_inside, fine_known = inside, known
         for axis in range(structure.ndim):
             fine_inside, fine_known = (np.repeat(a, factor, axis=axis) for a in (fine_inside, fine_known))
