@@ -63,6 +63,7 @@ def test_two_groups_welch_t_summary_and_difference():
     assert row.omnibus_test == "none: one group compared with the control" and np.isnan(row.omnibus_p)
     assert row.difference_ci_low < row.difference < row.difference_ci_high < 0
     assert row.percent_change_ci_low_pct < row.percent_change_pct < row.percent_change_ci_high_pct < 0
+    assert row.ci_method == "bootstrap BCa, 95 %, 2000 resamples, seed 0"
 
 
 def test_three_groups_holm_and_omnibus_parametric_and_nonparametric():
@@ -107,6 +108,7 @@ def test_degenerate_groups_are_reported_not_tested():
         ["X_mm2"], control="veh", n_resamples=500)
     one, same, zero = (effects.iloc[i] for i in range(3))
     assert one.test == "not tested: fewer than 2 animals in a group" and np.isnan(one.p_value)
+    assert one.ci_method == "none"
     assert np.isnan(one.difference_ci_low) and one.difference == pytest.approx(-3.0)
     # a group with no lesion in any animal (variance exactly 0) is still compared, without warnings
     assert zero.test == "Welch t-test" and zero.percent_change_pct == pytest.approx(-100.0)
@@ -119,16 +121,23 @@ def test_degenerate_groups_are_reported_not_tested():
 
     flat = treatment_effects(animals_table({"veh": [2.0, 2.0], "a": [1.0, 1.0]}), ["X_mm2"], control="veh")
     row = flat.iloc[0]
-    assert row.test == "not tested: no variation within the groups"
+    assert row.test == "not tested: no variation within the groups" and row.ci_method == "exact: no variation"
     assert (row.difference_ci_low, row.difference_ci_high) == (-1.0, -1.0)
     assert (row.percent_change_ci_low_pct, row.percent_change_ci_high_pct) == (-50.0, -50.0)
 
 
-def test_zero_control_mean_gives_no_percent_change():
+def test_percent_change_needs_control_values_away_from_zero():
     row = treatment_effects(animals_table({"veh": [0.0, 0.0, 0.0], "a": [1.0, 2.0, 0.5]}), ["X_mm2"],
                             control="veh", n_resamples=500).iloc[0]
     assert np.isnan(row.percent_change_pct) and np.isnan(row.percent_change_ci_low_pct)
-    assert row.difference == pytest.approx(3.5 / 3)
+    assert row.difference == pytest.approx(3.5 / 3) and row.difference_ci_low < row.difference
+    # a control with one animal at 0 (no lesion): resamples of only that animal make the ratio
+    # unbounded, so the % change gets no interval; the difference does
+    row = treatment_effects(animals_table({"veh": [0.0, 2.0, 4.0], "a": [0.0, 2.0]}), ["X_mm2"],
+                            control="veh", n_resamples=500).iloc[0]
+    assert row.percent_change_pct == pytest.approx(-50.0) and np.isnan(row.percent_change_ci_high_pct)
+    assert row.ci_method.endswith("none for the % change (a control value is 0 or of the other sign)")
+    assert row.difference_ci_low < -1.0 < row.difference_ci_high
 
 
 def test_effects_per_timepoint():

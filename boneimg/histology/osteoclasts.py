@@ -20,6 +20,8 @@ from skimage import filters, measure, morphology, segmentation
 from ..errors import BoneImgError
 from .histomorphometry import TUMOUR, _spacing, distance_um
 
+_STAINED_OD = 0.1  # summed optical density of stained cells against glass (cultures)
+
 #: Columns of the osteoclast table, in order.
 COLUMNS = ("label", "x", "y", "area_um2", "n_nuclei", "on_bone", "bone_gap_um", "at_tumour", "counted",
            "trap_od")
@@ -105,6 +107,7 @@ def _trap_positive(smooth, seed_level, floor, hematoxylin=None):
 
 
 def find_osteoclasts(trap, spacing_um, *, bone=None, nuclei_labels=None, regions=None, tissue=None, hematoxylin=None,
+                     optical_density=None,
                      threshold="auto", floor=0.1, smoothing_um=0.5, min_area_um2=50.0, max_hole_um2=250.0, split_um=1.5,
                      contact_um=3.0, min_nuclei=1, culture=False):
     """Segment TRAP-positive cells as whole objects and describe them.
@@ -146,7 +149,12 @@ def find_osteoclasts(trap, spacing_um, *, bone=None, nuclei_labels=None, regions
     min_nuclei : int
         Fewest nuclei for a cell to count as an osteoclast (1 for sections, 3 for cultures).
     culture : bool
-        A cell culture: cells count without bone contact.
+        A cell culture: cells count without bone contact. With `optical_density`, a cell
+        extends from its TRAP-positive core over the stained area around it (the spread, pale
+        cytoplasm of a cultured osteoclast), and its unstained nuclei, pale ovals in the
+        cytoplasm, are counted as well as hematoxylin-stained ones.
+    optical_density : ndarray of shape (M, N), optional
+        Summed (R + G + B) optical density, used in cultures.
 
     Returns
     -------
@@ -175,8 +183,15 @@ def find_osteoclasts(trap, spacing_um, *, bone=None, nuclei_labels=None, regions
             raise BoneImgError(f"hematoxylin must have the TRAP image's shape {trap.shape}, got {hematoxylin.shape}")
         hema_smooth = ndi.gaussian_filter(hematoxylin, (smoothing_um / sy, smoothing_um / sx))
     cells = _trap_positive(smooth, level, floor, hema_smooth)
+    density = None
+    if culture and optical_density is not None:
+        density = ndi.gaussian_filter(np.asarray(optical_density, np.float32), (0.5 / sy, 0.5 / sx))
+        cores, _ = ndi.label(cells)
+        cells = segmentation.watershed(-smooth, cores, mask=density > _STAINED_OD) > 0
     near = ndi.distance_transform_edt(~cells, sampling=(sy, sx)) <= 6.0 if cells.any() else cells
     nuclei = cell_nuclei(hematoxylin, (sy, sx), nuclei_labels=nuclei_labels, within=near)
+    if density is not None:
+        nuclei = _with_pale_nuclei(nuclei, density, cells, (sy, sx))
     if nuclei is not None:  # a cell's nuclei hold no TRAP: put them back into it
         cells |= _owners(nuclei, ndi.label(cells)[0], (sy, sx))[nuclei] > 0
     cells = morphology.remove_small_holes(cells, max_size=int(max_hole_um2 / pixel_um2))
@@ -219,6 +234,25 @@ def cell_nuclei(hematoxylin, spacing_um, *, nuclei_labels=None, within=None, min
     return segmentation.relabel_sequential(np.where(small[blobs], 0, blobs))[0]
 
 
+def _with_pale_nuclei(nuclei, density, cells, spacing, *, size_um2=(10.0, 150.0), contrast=0.3):
+    """Add the unstained nuclei of cultured cells to `nuclei`: spots within the cells at least
+    `contrast` paler than the cytoplasm around them (black top-hat over 12 µm), of nucleus size."""
+    radius = tuple(max(1, round(6.0 / s)) for s in spacing)
+    yy, xx = np.mgrid[-radius[0]:radius[0] + 1, -radius[1]:radius[1] + 1]
+    around = ndi.grey_closing(density, footprint=(yy / radius[0]) ** 2 + (xx / radius[1]) ** 2 <= 1)
+    pale = cells & (around - density > contrast * around)
+    if nuclei is not None:
+        pale &= nuclei == 0
+    spots, n = ndi.label(pale)
+    area = np.bincount(spots.ravel(), minlength=n + 1) * spacing[0] * spacing[1]
+    keep = (area >= size_um2[0]) & (area <= size_um2[1])
+    keep[0] = False
+    spots = segmentation.relabel_sequential(np.where(keep[spots], spots, 0))[0]
+    if nuclei is None:
+        return spots
+    return np.where(spots > 0, spots + int(nuclei.max()), nuclei)
+
+
 def _owners(nuclei, cells, spacing):
     """The cell (label in `cells`, 0 none) each nucleus belongs to, as an array indexed by nucleus.
 
@@ -248,25 +282,36 @@ def _split(cells, spacing, split_um, min_area_um2):
     components, n = ndi.label(cells)
     if split_um <= 0 or n == 0:
         return components.astype(np.int32)
-    depth = ndi.distance_transform_edt(cells, sampling=spacing)
+    out = np.zeros(cells.shape, np.int32)
+    count = 0
+    for index, box in enumerate(ndi.find_objects(components), 1):  # one cell cluster at a time: fast
+        padded = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
+        pieces = _split_one(components[padded] == index, spacing, split_um, min_area_um2)
+        out[padded] += np.where(pieces > 0, pieces + count, 0).astype(np.int32)
+        count += int(pieces.max())
+    return out
+
+
+def _split_one(mask, spacing, split_um, min_area_um2):
+    """Pieces (labels 1..k) of one connected cell cluster, split at necks `split_um` deep."""
+    depth = ndi.distance_transform_edt(np.pad(mask, 1), sampling=spacing)[1:-1, 1:-1]
     # One marker per dome of the distance map rising split_um or more above the necks around it:
     # the cap of the dome above (its top - split_um) is one connected region, where the tops
     # alone (skimage's h_maxima) may be several pixels apart on a symmetric dome.
     residue = depth - morphology.reconstruction(depth - split_um, depth)
     caps, n_caps = ndi.label(residue > 1e-6, structure=np.ones((3, 3)))
+    if n_caps <= 1:
+        return mask.astype(np.int32)
     height = np.zeros(n_caps + 1)
     height[1:] = ndi.maximum(residue, caps, np.arange(1, n_caps + 1))
     markers = np.where(height[caps] >= split_um - 1e-6, caps, 0)
-    pieces = segmentation.watershed(-depth, markers, mask=cells)
-    # a piece smaller than a cell is a lobe of its neighbour, unless its whole cell is that small
+    pieces = segmentation.watershed(-depth, markers, mask=mask)
+    # a piece smaller than a cell is a lobe of its neighbour, unless the whole cluster is that small
     area = np.bincount(pieces.ravel()) * spacing[0] * spacing[1]
-    component_of = np.zeros(area.size, np.int64)
-    component_of[pieces.ravel()] = components.ravel()
-    largest = ndi.maximum(area, component_of, np.arange(n + 1))
-    lobe = (area < min_area_um2) & (np.asarray(largest)[component_of] >= min_area_um2)
+    lobe = area < min_area_um2
     lobe[0] = False
-    if lobe.any():
-        pieces = segmentation.watershed(-depth, np.where(lobe[pieces], 0, pieces), mask=cells)
+    if lobe.any() and area[1:].max() >= min_area_um2:
+        pieces = segmentation.watershed(-depth, np.where(lobe[pieces], 0, pieces), mask=mask)
     return segmentation.relabel_sequential(pieces)[0].astype(np.int32)
 
 

@@ -335,6 +335,7 @@ def analyze_section(image, *, stain="auto", pixel_size_um=None, culture=False, m
         amounts = _stains.separate_stains(work_rgb, vectors)
         trap = amounts[..., 1]
         cells = find_osteoclasts(trap, grid.spacing, nuclei_labels=work_nuclei, hematoxylin=amounts[..., 0],
+                                 optical_density=work_od.sum(axis=-1),
                                  contact_um=contact_um, min_nuclei=min_nuclei, culture=culture, **osteoclast_params)
     regions, region_info = _regions.find_regions(work_od, grid.spacing, nuclei_labels=work_nuclei,
                                                  nuclei_table=nuclei.table,

@@ -137,7 +137,7 @@ def input_folders(design, source):
     itself) and a design folder."""
     paths = [*design["path"], *(p for p in design.get("reference", ()) if p)]
     folders = {Path(p) if Path(p).is_dir() else Path(p).parent for p in paths}
-    if Path(source).is_dir():
+    if source != "DataFrame" and Path(source).is_dir():
         folders.add(Path(source))
     return sorted(folders)
 

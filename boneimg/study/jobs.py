@@ -2,9 +2,10 @@
 
 A job carries everything a worker needs (so it runs the same in a local process or on a Dask
 worker on another machine) and returns its record and QC picture to the caller, which writes
-them. A record is one small JSON file written atomically: its existence means the image is
-done. On a rerun a record is reused only if it was made from the same input file (size and
-modification time), design entry, analysis and parameters, and boneimg version.
+them. A record is one small JSON file written atomically, so it is either whole or absent. On a
+rerun a record is reused only if the image was analysed ("ok") from the same input file (size
+and modification time), design entry, analysis and parameters, and boneimg version; failed
+images are tried again.
 """
 
 from dataclasses import dataclass

@@ -95,7 +95,8 @@ def treatment_effects(animals, measurements, *, control, test="parametric", conf
 
     groups = list(dict.fromkeys(animals["group"]))
     arms = [g for g in groups if g != control]
-    ci_method = f"bootstrap BCa {100 * confidence:g} %, {n_resamples} resamples, seed {seed}"
+    bootstrap = {"confidence": confidence, "n_resamples": n_resamples,
+                 "ci_text": f"{100 * confidence:g} %, {n_resamples} resamples, seed {seed}"}
     timed = "timepoint" in animals
     rows = []
     for timepoint, table in animals.groupby("timepoint", sort=False) if timed else [(None, animals)]:
@@ -109,8 +110,8 @@ def treatment_effects(animals, measurements, *, control, test="parametric", conf
                 rng = np.random.default_rng([seed, stream])
                 row = {"timepoint": timepoint} if timed else {}
                 row.update(measurement=name, group=arm, control=control)
-                row.update(_compare(samples[arm], samples[control], test, confidence, n_resamples, rng))
-                row.update(ci_method=ci_method, omnibus_test=omnibus_test, omnibus_p=omnibus_p)
+                row.update(_compare(samples[arm], samples[control], test, rng=rng, **bootstrap))
+                row.update(omnibus_test=omnibus_test, omnibus_p=omnibus_p)
                 family.append(row)
             tested = [r for r in family if np.isfinite(r["p_value"])]
             if tested:
@@ -140,7 +141,7 @@ def _summary(values, suffix=""):
     }
 
 
-def _compare(values, control, test, confidence, n_resamples, rng):
+def _compare(values, control, test, *, confidence, n_resamples, rng, ci_text):
     """Summary, effect size with bootstrap CI and test of one arm against the control."""
     from scipy import stats
 
@@ -151,26 +152,25 @@ def _compare(values, control, test, confidence, n_resamples, rng):
                difference_ci_high=np.nan, percent_change_ci_low_pct=np.nan,
                percent_change_ci_high_pct=np.nan, statistic=np.nan, p_value=np.nan, p_adjusted=np.nan)
     if min(len(values), len(control)) < 2:
-        row["test"] = "not tested: fewer than 2 animals in a group"
+        row.update(test="not tested: fewer than 2 animals in a group", ci_method="none")
         return row
     if np.ptp(values) == 0 and np.ptp(control) == 0:
         # every resample gives the same difference: the interval is that point, and no test applies
         row.update(difference_ci_low=difference, difference_ci_high=difference,
                    percent_change_ci_low_pct=percent, percent_change_ci_high_pct=percent,
-                   test="not tested: no variation within the groups")
+                   test="not tested: no variation within the groups", ci_method="exact: no variation")
         return row
-    # With no lesion in any animal of the arm every resample gives -100 %: that is the interval.
-    with_percent = np.isfinite(percent) and np.any(values != 0)
-    with np.errstate(divide="ignore", invalid="ignore"):  # a ratio not estimable from a resample: NaN
-        ci = stats.bootstrap((values, control), _effect_sizes if with_percent else _difference,
-                             vectorized=True, n_resamples=n_resamples, confidence_level=confidence,
-                             method="BCa", rng=rng).confidence_interval
-    low, high = np.atleast_1d(ci.low), np.atleast_1d(ci.high)
-    row.update(difference_ci_low=low[0], difference_ci_high=high[0])
-    if with_percent:
-        row.update(percent_change_ci_low_pct=low[1], percent_change_ci_high_pct=high[1])
-    elif np.isfinite(percent):
+    options = {"confidence": confidence, "n_resamples": n_resamples, "rng": rng}
+    low, high = _bootstrap((values, control), _difference, **options)
+    row.update(difference_ci_low=low, difference_ci_high=high, ci_method=f"bootstrap BCa, {ci_text}")
+    if not (np.all(control > 0) or np.all(control < 0)):
+        # a resampled control mean can be 0: the percent change has no bounded interval
+        row["ci_method"] += "; none for the % change (a control value is 0 or of the other sign)"
+    elif np.all(values == 0):  # no lesion in any animal of the arm: every resample gives -100 %
         row.update(percent_change_ci_low_pct=percent, percent_change_ci_high_pct=percent)
+    else:
+        low, high = _bootstrap((values, control), _percent_change, **options)
+        row.update(percent_change_ci_low_pct=low, percent_change_ci_high_pct=high)
     name = _TESTS[test][0]
     with warnings.catch_warnings():
         if np.ptp(values) == 0 or np.ptp(control) == 0:
@@ -185,15 +185,23 @@ def _compare(values, control, test, confidence, n_resamples, rng):
     return row
 
 
+def _bootstrap(samples, statistic, *, confidence, n_resamples, rng):
+    """BCa bootstrap interval of `statistic` over the two samples (resampled independently)."""
+    from scipy import stats
+
+    ci = stats.bootstrap(samples, statistic, vectorized=True, n_resamples=n_resamples,
+                         confidence_level=confidence, method="BCa", rng=rng).confidence_interval
+    return float(ci.low), float(ci.high)
+
+
 def _difference(values, control, axis=-1):
     """Difference of means, for scipy.stats.bootstrap."""
     return np.mean(values, axis=axis) - np.mean(control, axis=axis)
 
 
-def _effect_sizes(values, control, axis=-1):
-    """Difference of means and percent change of the mean, for scipy.stats.bootstrap."""
-    difference = _difference(values, control, axis)
-    return np.stack([difference, 100 * difference / np.mean(control, axis=axis)])
+def _percent_change(values, control, axis=-1):
+    """Percent change of the mean from the control's, for scipy.stats.bootstrap."""
+    return 100 * _difference(values, control, axis) / np.mean(control, axis=axis)
 
 
 def _omnibus(samples, test):
