@@ -60,7 +60,8 @@ def run(seeds, pixel_sizes, fov_um):
             rows.append({"seed": seed, "pixel_um": pixel_um, "err": err, "dice": dices, "mp_s": n * n / 1e6 / seconds})
             print(f"{seed:>4} {pixel_um:>5} {'fast green' if fast_green else 'none':>10} "
                   f"{found['N.Oc']:>4}/{truth['N.Oc']:<4} {100 * err['N.Oc']:>+5.1f} {100 * err['Oc.S/BS_pct']:>+7.1f} "
-                  f"{100 * err['N.Oc/B.Pm_per_mm']:>+9.1f} {100 * err['B.Pm_mm']:>+6.1f} {100 * err['Tu.Ar_mm2']:>+6.1f} "
+                  f"{100 * err['N.Oc/B.Pm_per_mm']:>+9.1f} {100 * err['B.Pm_mm']:>+6.1f} "
+                  f"{100 * err['Tu.Ar_mm2']:>+6.1f} "
                   f"{100 * err['TBI.Pm_mm']:>+6.1f} {100 * err['N.TumourCells']:>+6.1f}   "
                   + " ".join(f"{d:>6.3f}" for d in dices) + f" {rows[-1]['mp_s']:>5.2f}", flush=True)
     return rows
@@ -77,7 +78,8 @@ def summarise(rows):
     print("mean Dice per class: " + ", ".join(f"{REGION_NAMES[k]} {np.nanmean(dices[:, k]):.3f}" for k in range(4)))
     for key in ("B.Pm_mm", "Tu.Ar_mm2", "TBI.Pm_mm", "N.TumourCells"):
         errors = np.array([r["err"][key] for r in rows])
-        print(f"{key}: mean error {100 * np.nanmean(errors):+.1f} %, worst |error| {100 * np.nanmax(np.abs(errors)):.1f} %")
+        print(f"{key}: mean error {100 * np.nanmean(errors):+.1f} %, "
+              f"worst |error| {100 * np.nanmax(np.abs(errors)):.1f} %")
     for pixel_um in sorted({r["pixel_um"] for r in rows}):
         speed = [r["mp_s"] for r in rows if r["pixel_um"] == pixel_um]
         print(f"throughput at {pixel_um} µm/px: median {np.median(speed):.2f} MP/s (min {min(speed):.2f}, "

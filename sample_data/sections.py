@@ -83,7 +83,7 @@ class _Layout:
         self.size_um = size_um
         self.fields = f = _Fields(rng, size_um)
         for name, sigma in (("tissue", 120.0), ("trabeculae", 30.0), ("keep", 45.0), ("tumour", 50.0),
-                            ("wobble", 60.0), ("texture", 6.0)):
+                            ("wobble", 60.0)):
             f.add(name, sigma)
         self.cortex = cortex
         self.side = int(rng.integers(4))  # which image edge the cortex runs along
@@ -421,9 +421,20 @@ def _noise(rng, shape, sigma_px):
     return field / (field.std() + 1e-12)
 
 
-def _render(rng, layout, placer, regions, cells, pixel_size_um, stain, fast_green):
+def _render(rng, placer, regions, cells, pixel_size_um, stain, fast_green):
     """RGB uint8 image of the section through Beer–Lambert, and the stain vectors used."""
     shape = regions.shape
+    # The stain, glass and illumination of this slide are drawn before any pixel noise, so the
+    # same seed at another pixel size gives the same colours.
+    names = ("hematoxylin", "eosin") if stain == "he" else ("hematoxylin", "trap", "fast_green")
+    references = {"hematoxylin": HEMATOXYLIN_OD, "eosin": EOSIN_OD, "trap": TRAP_OD, "fast_green": FAST_GREEN_OD}
+    vectors, scale = {}, {}
+    for name in names:
+        vector = references[name] / np.linalg.norm(references[name]) + rng.normal(0, 0.04, 3)
+        vectors[name], scale[name] = vector / np.linalg.norm(vector), rng.uniform(0.8, 1.2)
+    glass = rng.uniform(232, 250, 3)
+    angle = rng.uniform(0, 2 * np.pi)  # uneven illumination: up to 4 % darker across the field
+    noise_grey = rng.uniform(1.5, 3.5)
     kinds = np.array(["none"] + [cell.kind for cell in placer.cells])
     strength = np.array([0.0] + [cell.stain for cell in placer.cells], np.float32)
     host_strength = strength[np.array([0] + [cell.host for cell in placer.cells])]
@@ -457,21 +468,15 @@ def _render(rng, layout, placer, regions, cells, pixel_size_um, stain, fast_gree
         amounts["trap"] = trap
         if fast_green:
             amounts["fast_green"] = per_region([0, 0.22, 0.015, 0.015])
-    references = {"hematoxylin": HEMATOXYLIN_OD, "eosin": EOSIN_OD, "trap": TRAP_OD, "fast_green": FAST_GREEN_OD}
     od = np.zeros((*shape, 3), np.float32)
-    vectors = {}
     for name, amount in amounts.items():
-        vector = references[name] / np.linalg.norm(references[name]) + rng.normal(0, 0.04, 3)
-        vectors[name] = vector / np.linalg.norm(vector)
         amount[fat] = 0
-        od += (rng.uniform(0.8, 1.2) * np.clip(amount, 0, None))[..., None] * vectors[name]
+        od += (scale[name] * np.clip(amount, 0, None))[..., None] * vectors[name]
     od = ndi.gaussian_filter(od, (0.35 / pixel_size_um, 0.35 / pixel_size_um, 0))  # optics
-    glass = rng.uniform(232, 250, 3)
-    angle = rng.uniform(0, 2 * np.pi)  # uneven illumination: up to 4 % darker across the field
     ramp = np.add.outer(np.arange(shape[0]) * np.sin(angle), np.arange(shape[1]) * np.cos(angle))
     illumination = 1 - 0.04 * (ramp - ramp.min()) / max(np.ptp(ramp), 1)
-    rgb = glass * illumination[..., None] * 10.0 ** (-od) + rng.normal(0, rng.uniform(1.5, 3.5), od.shape)
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8), vectors
+    rgb = glass * illumination[..., None] * 10.0 ** (-od) + rng.normal(0, noise_grey, od.shape)
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8), {name: vectors[name] for name in amounts}
 
 
 def _section(generator, shape, pixel_size_um, seed, stain, *, fast_green=False, bone_fraction=0.25,
@@ -492,7 +497,7 @@ def _section(generator, shape, pixel_size_um, seed, stain, *, fast_green=False, 
     regions, cells = _rasterise(layout, placer, shape, pixel_size_um)
     nuclei, nucleus_class, nuclei_table, osteoclast_labels, osteoclasts = _truth(placer, regions, cells,
                                                                                   pixel_size_um)
-    rgb, vectors = _render(rng, layout, placer, regions, cells, pixel_size_um, stain, fast_green)
+    rgb, vectors = _render(rng, placer, regions, cells, pixel_size_um, stain, fast_green)
     measurements, _ = section_measurements(
         regions, pixel_size_um, n_tumour_cells=int((nuclei_table["cell_type"] == "tumour").sum()),
         osteoclasts=osteoclasts if stain == "trap" else None, osteoclast_labels=osteoclast_labels,

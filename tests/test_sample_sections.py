@@ -30,7 +30,8 @@ def test_same_tissue_at_two_magnifications(trap):
 
 def test_truth_measurements_come_from_the_truth_masks(trap):
     t = trap.truth
-    m, _ = section_measurements(t["regions"], 0.5, n_tumour_cells=sum(c == "tumour" for c in t["nucleus_class"].values()),
+    n_tumour = sum(kind == "tumour" for kind in t["nucleus_class"].values())
+    m, _ = section_measurements(t["regions"], 0.5, n_tumour_cells=n_tumour,
                                 osteoclasts=t["osteoclasts"], osteoclast_labels=t["osteoclast_labels"],
                                 contact_um=TRUTH_PARAMETERS["contact_um"],
                                 interface_um=TRUTH_PARAMETERS["interface_um"])

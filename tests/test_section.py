@@ -75,14 +75,16 @@ def test_same_section_at_two_pixel_sizes(trap, trap_fine):
 
 
 def test_he_section():
-    section = he_section((512, 512), 0.5, seed=2)
+    section = he_section((768, 768), 0.5, seed=3)
     result = bi.analyze_section(section.image)
     m, truth = result.measurements, section.truth["measurements"]
     assert result.stain == "he" and "eosin" in result.notes["stain"]
     for symbol in ("N.Oc", "N.Oc/B.Pm_per_mm", "Oc.S/BS_pct", "N.Oc/TBI.Pm_per_mm"):
         assert math.isnan(m[symbol]) and "TRAP" in result.notes[symbol]
     assert len(result.osteoclasts) == 0 and not result.osteoclast_labels.any()
+    # eosinophilic osteoclasts on the surface are taken for matrix on H&E: bone is over-estimated
     assert m["B.Ar/T.Ar_pct"] == pytest.approx(truth["B.Ar/T.Ar_pct"], rel=0.15)
+    assert m["B.Pm_mm"] == pytest.approx(truth["B.Pm_mm"], rel=0.2)
     assert m["N.TumourCells"] == pytest.approx(truth["N.TumourCells"], rel=0.15)
     assert dice(result.regions == 1, section.truth["regions"] == 1) > 0.85
     assert result.parameters["stain_vectors"]["stains"] == ["hematoxylin", "eosin"]

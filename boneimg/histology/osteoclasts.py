@@ -234,9 +234,10 @@ def cell_nuclei(hematoxylin, spacing_um, *, nuclei_labels=None, within=None, min
     return segmentation.relabel_sequential(np.where(small[blobs], 0, blobs))[0]
 
 
-def _with_pale_nuclei(nuclei, density, cells, spacing, *, size_um2=(10.0, 150.0), contrast=0.3):
-    """Add the unstained nuclei of cultured cells to `nuclei`: spots within the cells at least
-    `contrast` paler than the cytoplasm around them (black top-hat over 12 µm), of nucleus size."""
+def _with_pale_nuclei(nuclei, density, cells, spacing, *, size_um2=(15.0, 120.0), contrast=0.3):
+    """Add the unstained nuclei of cultured cells to `nuclei`: round spots at least `contrast`
+    paler than the cytoplasm around them (black top-hat over 12 µm), of nucleus size, enclosed
+    by the cell (a 1.5 µm ring around them lies in it)."""
     radius = tuple(max(1, round(6.0 / s)) for s in spacing)
     yy, xx = np.mgrid[-radius[0]:radius[0] + 1, -radius[1]:radius[1] + 1]
     around = ndi.grey_closing(density, footprint=(yy / radius[0]) ** 2 + (xx / radius[1]) ** 2 <= 1)
@@ -244,9 +245,17 @@ def _with_pale_nuclei(nuclei, density, cells, spacing, *, size_um2=(10.0, 150.0)
     if nuclei is not None:
         pale &= nuclei == 0
     spots, n = ndi.label(pale)
-    area = np.bincount(spots.ravel(), minlength=n + 1) * spacing[0] * spacing[1]
-    keep = (area >= size_um2[0]) & (area <= size_um2[1])
-    keep[0] = False
+    if n == 0:
+        return nuclei
+    props = measure.regionprops(spots, spacing=spacing)
+    size = tuple(2 * max(1, round(1.5 / s)) + 1 for s in spacing)
+    ring = np.where(spots == 0, ndi.grey_dilation(spots, size=size), 0)
+    enclosed = np.bincount(ring.ravel(), weights=cells.ravel(), minlength=n + 1) / np.maximum(
+        np.bincount(ring.ravel(), minlength=n + 1), 1)
+    keep = np.zeros(n + 1, bool)
+    for p in props:
+        keep[p.label] = (size_um2[0] <= p.area <= size_um2[1] and p.solidity > 0.85
+                         and p.eccentricity < 0.9 and enclosed[p.label] > 0.95)
     spots = segmentation.relabel_sequential(np.where(keep[spots], spots, 0))[0]
     if nuclei is None:
         return spots

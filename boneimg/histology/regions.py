@@ -55,7 +55,8 @@ def find_tissue(od, spacing_um, *, tissue_od=0.08, max_hole_um2=5000.0, min_tiss
     tissue_od : float
         Summed optical density (R + G + B, smoothed over 1 µm) above which a pixel is tissue.
     max_hole_um2 : float
-        Empty areas enclosed by tissue up to this size (adipocytes, vessels) are tissue.
+        Empty areas enclosed by tissue up to this size (adipocytes, vessels) are tissue; empty
+        areas reaching the image border never are.
     min_tissue_um2 : float
         Smaller pieces of tissue (dust, debris) are dropped.
 
@@ -69,8 +70,13 @@ def find_tissue(od, spacing_um, *, tissue_od=0.08, max_hole_um2=5000.0, min_tiss
     spacing = _spacing(spacing_um)
     density = ndi.gaussian_filter(od.sum(axis=-1), _sigma(1.0, spacing))
     stained = morphology.remove_small_objects(density > tissue_od, max_size=_pixels(min_tissue_um2, spacing))
-    tissue = morphology.remove_small_holes(stained, max_size=_pixels(max_hole_um2, spacing))
-    return tissue, stained
+    # Glass reaching the image border may extend beyond it: only enclosed holes are filled.
+    holes, n = ndi.label(~stained)
+    area = np.bincount(holes.ravel(), minlength=n + 1)
+    fill = area <= _pixels(max_hole_um2, spacing)
+    fill[0] = False
+    fill[np.unique(np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]]))] = False
+    return stained | fill[holes], stained
 
 
 def _discriminant(features, first, second):
@@ -134,13 +140,17 @@ def find_bone(od, stained, nuclear, spacing_um, *, exclude=None, bone_core_um=6.
     # Matrix is nucleus-free over more than a cell's width: keep the bone-coloured pixels a
     # disk of bone_core_um diameter fits in, which cuts the strands of cytoplasm between
     # nuclei that share the matrix colour, and the pieces that hold a core.
-    bone = ndi.binary_opening(candidates & colour, _disk(bone_core_um / 2, spacing))
-    bone = morphology.remove_small_holes(bone, max_size=_pixels(max_lacuna_um2, spacing))
+    disk = _disk(bone_core_um / 2, spacing)
+    coloured = candidates & colour
+    bone = ndi.binary_opening(coloured, disk)
     pieces, n = ndi.label(bone)
     holding = np.zeros(n + 1, bool)
     holding[np.unique(pieces[cores & bone])] = True
     bone = holding[pieces] & bone  # the pieces that hold a core
-    # the opening leaves arcs of the nuclei facing the surface; a 1 µm smoothing keeps the shape
+    # The opening also rounds the corners of the matrix: give back the bone-coloured pixels
+    # within the disk's reach; the arcs of nuclei facing the surface go with a 1 µm smoothing.
+    bone = coloured & ndi.binary_dilation(bone, disk)
+    bone = morphology.remove_small_holes(bone, max_size=_pixels(max_lacuna_um2, spacing))
     bone = ndi.gaussian_filter(bone.astype(np.float32), _sigma(1.0, spacing)) > 0.5
     bone = morphology.remove_small_objects(bone, max_size=_pixels(min_bone_um2, spacing))
     return bone, info

@@ -185,7 +185,7 @@ def estimate_section_stains(rgb, stain):
 
 
 def decide_stain(od):
-    """"he" or "trap" from the colour, and why.
+    """Tell an H&E from a TRAP section by colour: ("he" or "trap" or None, why).
 
     With the hematoxylin direction removed, the most strongly stained pixels point towards
     eosin (pink, absorbs green only) or towards the TRAP product (red-magenta, absorbs green
@@ -213,8 +213,7 @@ def decide_stain(od):
 
 def analyze_section(image, *, stain="auto", pixel_size_um=None, culture=False, min_nuclei=None, contact_um=3.0,
                     interface_um=10.0, nuclei=None, working_pixel_size_um=0.5, max_megapixels=250.0,
-                    region_params=None,
-                    osteoclast_params=None, nuclei_params=None):
+                    region_params=None, osteoclast_params=None, nuclei_params=None):
     """Find bone, marrow, tumour, tumour cells and osteoclasts in a section and measure them.
 
     Parameters
@@ -335,8 +334,8 @@ def analyze_section(image, *, stain="auto", pixel_size_um=None, culture=False, m
         amounts = _stains.separate_stains(work_rgb, vectors)
         trap = amounts[..., 1]
         cells = find_osteoclasts(trap, grid.spacing, nuclei_labels=work_nuclei, hematoxylin=amounts[..., 0],
-                                 optical_density=work_od.sum(axis=-1),
-                                 contact_um=contact_um, min_nuclei=min_nuclei, culture=culture, **osteoclast_params)
+                                 optical_density=work_od.sum(axis=-1), contact_um=contact_um,
+                                 min_nuclei=min_nuclei, culture=culture, **osteoclast_params)
     regions, region_info = _regions.find_regions(work_od, grid.spacing, nuclei_labels=work_nuclei,
                                                  nuclei_table=nuclei.table,
                                                  exclude=None if cells is None else cells.labels > 0,
@@ -369,8 +368,7 @@ def analyze_section(image, *, stain="auto", pixel_size_um=None, culture=False, m
     parameters = {
         "boneimg_version": __version__, "function": "analyze_section", "stain_requested": stain, "stain": used,
         "pixel_size_um": list(spacing), "working_pixel_size_um": list(grid.spacing), "culture": bool(culture),
-        "min_nuclei": int(min_nuclei),
-        "contact_um": contact_um, "interface_um": interface_um,
+        "min_nuclei": int(min_nuclei), "contact_um": contact_um, "interface_um": interface_um,
         "stain_vectors": None if vectors is None else vectors.as_dict(),
         "regions": region_info, "osteoclasts": None if cells is None else cells.parameters,
         "nuclei": getattr(nuclei, "parameters", {}),
