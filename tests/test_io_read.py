@@ -32,6 +32,14 @@ def load_uncalibrated(path, **kwargs):
     return img
 
 
+def assert_ignored_calibration(path, data, axes, reason):
+    """The file's spacing is refused with a warning and a note giving `reason`."""
+    with pytest.warns(bi.CalibrationWarning, match=reason):
+        img = bi.load(path)
+    assert_image(img, data, axes, None)
+    assert any(reason in note for note in img.meta["calibration_notes"])
+
+
 def assert_image(img, data, axes, spacing):
     assert img.axes == axes
     assert img.shape == data.shape
@@ -160,10 +168,7 @@ def test_tiff_default_dpi_is_not_a_pixel_size(tmp_path, unit, per_unit):
     data = rand((40, 50), np.uint8)
     path = tmp_path / "screen.tif"
     tifffile.imwrite(path, data, resolution=(per_unit, per_unit), resolutionunit=unit)
-    with pytest.warns(bi.CalibrationWarning, match="default"):
-        img = bi.load(path)
-    assert_image(img, data, "yx", None)
-    assert any("default" in note for note in img.meta["calibration_notes"])
+    assert_ignored_calibration(path, data, "yx", "default")
 
 
 def test_tiff_near_default_dpi_per_cm_is_kept(tmp_path):
@@ -539,10 +544,7 @@ def test_nrrd_anatomical_space_defaults_to_mm(tmp_path):
 def test_nrrd_spacings_without_units_are_uncalibrated(tmp_path):
     path = tmp_path / "nounits.nrrd"
     nrrd.write(str(path), VOLUME, {"spacings": [1.0, 2.0, 3.0]}, index_order="C")
-    with pytest.warns(bi.CalibrationWarning, match="no unit"):
-        img = bi.load(path)
-    assert_image(img, VOLUME, "zyx", None)
-    assert any("no unit" in note for note in img.meta["calibration_notes"])
+    assert_ignored_calibration(path, VOLUME, "zyx", "no unit")
 
 
 def test_nrrd_2d(tmp_path):
