@@ -2,6 +2,9 @@
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 import boneimg as bi
 from boneimg.errors import BoneImgError
 from boneimg.io.units import um_per_unit
@@ -39,10 +42,10 @@ def image_layer(image, name=None):
     return image.data, kwargs, "image"
 
 
-def labels_layer(labels, image, name, **extra):
-    """A napari labels tuple aligned with `image` (same scale and units)."""
-    kwargs = {"name": name, "metadata": _provenance(image), **_scale_kwargs(image), **extra}
-    kwargs.pop("rgb", None)
+def labels_layer(labels, image, name, *, parameters=None, **extra):
+    """A napari labels tuple aligned with `image` (same scale and units); `parameters` (the
+    analysis' own record) go into the layer metadata."""
+    kwargs = {"name": name, "metadata": _provenance(image, parameters=parameters), **_scale_kwargs(image), **extra}
     return labels, kwargs, "labels"
 
 
@@ -59,15 +62,32 @@ def spacing_from_layer_meta(meta, path):
 
 
 def points_layer(table, image, name, **extra):
-    """A napari points tuple from a table with ``x``, ``y`` pixel columns; the table becomes features."""
-    import numpy as np
-
+    """A napari points tuple from a table with ``x``, ``y`` pixel columns; its other columns
+    become features (the positions live in the layer data, where edits move them)."""
     coords = table[["y", "x"]].to_numpy(float) if len(table) else np.zeros((0, 2))
-    features = table.reset_index(drop=True).copy()
+    features = table.drop(columns=["x", "y"]).reset_index(drop=True)
     if "label" in features:
         features["index"] = features["label"]
     kwargs = {"name": name, "features": features, "metadata": _provenance(image), **_scale_kwargs(image), **extra}
     return coords, kwargs, "points"
+
+
+def points_table(data, features=None):
+    """Points (napari data coordinates, last axes y, x) as a table: ``x``, ``y`` (and ``z``) in
+    pixels, then the features; x = column, origin at the centre of the top-left pixel."""
+    coords = np.asarray(data, dtype=float).reshape(len(data), -1)
+    table = pd.DataFrame({"x": coords[:, -1], "y": coords[:, -2]})
+    if coords.shape[1] == 3:
+        table["z"] = coords[:, 0]
+    if features is not None and len(features) == len(table):
+        extra = pd.DataFrame(features).drop(columns=["x", "y", "z", "index"], errors="ignore")
+        table = pd.concat([table, extra.reset_index(drop=True)], axis=1)
+    return table
+
+
+def layer_spacing_um(layer):
+    """Pixel size in µm of a napari layer, from its scale and units; BoneImgError if not physical."""
+    return spacing_from_layer_meta({"scale": layer.scale, "units": layer.units}, layer.name)
 
 
 def image_from_layer(layer):

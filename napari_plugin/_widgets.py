@@ -6,7 +6,6 @@ analysis logic lives here.
 
 import napari
 import numpy as np
-import pandas as pd
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox, Table, create_widget
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
@@ -14,24 +13,18 @@ from napari.utils.notifications import show_error
 import boneimg as bi
 
 from ._layers import image_from_layer, labels_layer, points_layer
+from ._review import MeasurementsWidget, measurements_table
 
 _PIXEL_SIZE_TOOLTIP = "Pixel size in µm; 0 takes it from the image layer (its scale in µm)"
 
 
-def measurements_table(measurements, notes=None):
-    """Measurements as a two-column table (symbol, value), with the reason where a value is NaN."""
-    notes = notes or {}
-    rows = [{"measurement": key, "value": value, "note": notes.get(key, "")}
-            for key, value in measurements.items() if not isinstance(value, (dict, list, tuple))]
-    return pd.DataFrame(rows, columns=["measurement", "value", "note"])
-
-
 class AnalysisWidget(Container):
-    """Image picker, pixel size, Run/Cancel, a status line and the measurements of the last run."""
+    """Image picker, pixel size, Run/Cancel, a status line and the measurements of the last run
+    (in a table, unless `table` is False and the subclass shows them elsewhere)."""
 
     layer_type = "napari.layers.Image"
 
-    def __init__(self, viewer, options=()):
+    def __init__(self, viewer, options=(), *, table=True):
         self._viewer = viewer
         self._worker = None
         self.image_layer = create_widget(label="image", annotation=self.layer_type)
@@ -40,9 +33,9 @@ class AnalysisWidget(Container):
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(value="")
-        self.table = Table(value=measurements_table({}))
+        self.table = Table(value=measurements_table({})) if table else None
         super().__init__(widgets=[self.image_layer, *options, self.pixel_size, self.run_button,
-                                  self.cancel_button, self.status, self.table])
+                                  self.cancel_button, self.status, *([self.table] if table else [])])
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
 
@@ -100,40 +93,60 @@ class AnalysisWidget(Container):
         for data, kwargs, kind in self.show(image, result):
             name = kwargs["name"]
             if name in self._viewer.layers:  # re-running updates the layer in place
-                self._viewer.layers[name].data = data
+                layer = self._viewer.layers[name]
+                layer.data, layer.metadata = data, kwargs["metadata"]
                 if "features" in kwargs:
-                    self._viewer.layers[name].features = kwargs["features"]
+                    layer.features = kwargs["features"]
             else:
                 getattr(self._viewer, f"add_{kind}")(data, **kwargs)
-        self.set_measurements(result.measurements, getattr(result, "notes", {}))
+        self.show_measurements(result)
         self.status.value = "done"
 
-    def set_measurements(self, measurements, notes=None):
-        self.table.value = measurements_table(measurements, notes)
+    def show_measurements(self, result):
+        self.table.value = measurements_table(result.measurements, getattr(result, "notes", {}))
 
 
 class SectionWidget(AnalysisWidget):
-    """Regions, nuclei, osteoclasts and histomorphometry of an H&E or TRAP section."""
+    """Regions, nuclei, osteoclasts and histomorphometry of an H&E or TRAP section.
+
+    The results open for review: their measurements are shown in a Measurements dock, which
+    measures the result layers again after each edit.
+    """
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self.stain = ComboBox(label="stain", choices=["auto", "he", "trap"], value="auto")
         self.min_nuclei = SpinBox(label="min nuclei per osteoclast", value=1, min=1, max=20)
         self.contact_um = FloatSpinBox(label="bone contact (µm)", value=3.0, min=0.0, max=100.0)
-        super().__init__(viewer, [self.stain, self.min_nuclei, self.contact_um])
+        super().__init__(viewer, [self.stain, self.min_nuclei, self.contact_um], table=False)
+        self.review = None
 
     def analyse(self, image):
         return bi.analyze_section(image, stain=self.stain.value, min_nuclei=self.min_nuclei.value,
                                   contact_um=self.contact_um.value)
 
-    def show(self, image, result):
+    def layer_names(self):
+        """Names of the result layers: regions, nuclei, nucleus centres, osteoclast cells, osteoclasts."""
         name = self.image_layer.value.name
+        return [f"{name} {part}" for part in ("regions", "nuclei", "nucleus centres", "osteoclast cells",
+                                              "osteoclasts")]
+
+    def show(self, image, result):
+        regions, nuclei, centres, cells, osteoclasts = self.layer_names()
         return [
-            labels_layer(result.regions, image, f"{name} regions", opacity=0.35),
-            labels_layer(result.nuclei.labels, image, f"{name} nuclei", opacity=0.6),
-            labels_layer(result.osteoclast_labels, image, f"{name} osteoclast cells", opacity=0.6),
-            points_layer(result.osteoclasts, image, f"{name} osteoclasts", size=_diameter_px(result.osteoclasts, image),
+            labels_layer(result.regions, image, regions, parameters=result.parameters, opacity=0.35),
+            labels_layer(result.nuclei.labels, image, nuclei, opacity=0.6),
+            points_layer(result.nuclei.table, image, centres, size=4, face_color="yellow", border_width=0),
+            labels_layer(result.osteoclast_labels, image, cells, opacity=0.6),
+            points_layer(result.osteoclasts, image, osteoclasts, size=_diameter_px(result.osteoclasts, image),
                          face_color="transparent", border_color="lime", symbol="ring"),
         ]
+
+    def show_measurements(self, result):
+        if self.review is None:
+            self.review = MeasurementsWidget(self._viewer)
+            self._viewer.window.add_dock_widget(self.review, name="boneimg measurements")
+        regions, _, centres, cells, osteoclasts = (self._viewer.layers[n] for n in self.layer_names())
+        self.review.bind(regions, centres, osteoclasts, cells, result.parameters)
 
 
 def _diameter_px(table, image):

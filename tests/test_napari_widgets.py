@@ -36,9 +36,8 @@ def test_section_widget_adds_results_with_scale(make_napari_viewer, qtbot):
     osteoclasts = viewer.layers["trap osteoclasts"]
     assert len(osteoclasts.data) == len(expected.osteoclasts)
     assert {"label", "n_nuclei", "on_bone"} <= set(osteoclasts.features.columns)
-    table = widget.table.to_dataframe()
-    n_oc = table.loc[table["measurement"] == "N.Oc", "value"].item()
-    assert n_oc == expected.measurements["N.Oc"]
+    _wait_measured(widget.review, qtbot)  # the measurements open in the review dock
+    assert _table_value(widget.review, "N.Oc") == expected.measurements["N.Oc"]
 
     _run(widget, qtbot)  # re-running updates the layers instead of adding new ones
     assert [l.name for l in viewer.layers].count("trap regions") == 1
@@ -79,9 +78,162 @@ def test_missing_pixel_size_is_reported(make_napari_viewer, qtbot):
 
 
 def test_widgets_open_from_the_plugin_menu(make_napari_viewer, npe2pm):
+    from boneimg_napari._review import ExportAnnotationsWidget, MeasurementsWidget
+    from boneimg_napari._study import StudyWidget
+
     with npe2pm.tmp_plugin(package="boneimg"):
         viewer = make_napari_viewer()
         viewer.add_image(np.zeros((8, 8)), name="scan")
         for name in ("Section analysis (H&E, TRAP)", "Micro-CT lesions and morphometry", "Radiograph lesions"):
             dock, widget = viewer.window.add_plugin_dock_widget("boneimg", name)
             assert widget.image_layer.value.name == "scan"  # napari injected this viewer: its layer is offered
+        for name, kind in (("Measurements (review edits)", MeasurementsWidget),
+                           ("Export training annotations", ExportAnnotationsWidget),
+                           ("Study (design or folder)", StudyWidget)):
+            assert isinstance(viewer.window.add_plugin_dock_widget("boneimg", name)[1], kind)
+
+
+def _table_value(widget, symbol):
+    table = widget.table.to_dataframe()
+    return table.loc[table["measurement"] == symbol, "value"].item()
+
+
+def _wait_measured(widget, qtbot):
+    qtbot.waitUntil(lambda: widget.status.value == "up to date", timeout=60_000)
+
+
+@pytest.fixture
+def reviewed(make_napari_viewer, qtbot):
+    """A viewer with a TRAP section analysed by the section widget, and its measurements dock."""
+    from boneimg_napari._layers import image_layer
+    from boneimg_napari._widgets import SectionWidget
+
+    viewer = make_napari_viewer()
+    sample = sections.trap_section((384, 384), 0.5, seed=2)
+    data, kwargs, _ = image_layer(sample.image, "trap")
+    widget = SectionWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.image_layer.value = viewer.add_image(data, **kwargs)
+    _run(widget, qtbot)
+    _wait_measured(widget.review, qtbot)
+    return viewer, widget, bi.analyze_section(sample.image, stain="auto")
+
+
+def test_measurements_follow_edits(reviewed, qtbot, tmp_path):
+    from boneimg.io.write import read_table
+
+    viewer, widget, expected = reviewed
+    review = widget.review
+    assert review.regions.value is viewer.layers["trap regions"] and review.stain.value == "trap"
+    for symbol in ("N.TumourCells", "N.Oc", "N.Oc/B.Pm_per_mm", "B.Ar_mm2"):
+        assert _table_value(review, symbol) == pytest.approx(expected.measurements[symbol]), symbol
+
+    centres = viewer.layers["trap nucleus centres"]
+    yx = np.rint(centres.data).astype(int)
+    in_tumour = np.flatnonzero(expected.regions[yx[:, 0], yx[:, 1]] == 3)
+    k = 2
+    assert len(in_tumour) > k
+    centres.selected_data = set(in_tumour[:k].tolist())
+    centres.remove_selected()  # what the Delete key does
+    _wait_measured(review, qtbot)
+    assert _table_value(review, "N.TumourCells") == expected.measurements["N.TumourCells"] - k
+
+    osteoclasts = viewer.layers["trap osteoclasts"]
+    counted = np.flatnonzero(osteoclasts.features["counted"].to_numpy())
+    osteoclasts.selected_data = {int(counted[0])}
+    osteoclasts.remove_selected()
+    _wait_measured(review, qtbot)
+    n_oc, b_pm = expected.measurements["N.Oc"] - 1, expected.measurements["B.Pm_mm"]
+    assert _table_value(review, "N.Oc") == n_oc
+    assert _table_value(review, "N.Oc/B.Pm_per_mm") == pytest.approx(n_oc / b_pm)
+
+    review.csv_path.value = tmp_path / "measurements.csv"
+    review.export_button.clicked.emit()
+    table = read_table(tmp_path / "measurements.csv").set_index("measurement")["value"]
+    assert table["N.Oc"] == n_oc and table["N.TumourCells"] == expected.measurements["N.TumourCells"] - k
+
+
+def test_painting_bone_changes_bone_area(reviewed, qtbot):
+    viewer, widget, expected = reviewed
+    regions = viewer.layers["trap regions"]
+    regions.brush_size = 5
+    for y, x in np.argwhere(regions.data == 2)[:400:40]:  # brush strokes over marrow, painting bone
+        regions.paint((y, x), 1)
+    bone_mm2 = np.count_nonzero(regions.data == 1) * 0.25e-6
+    assert bone_mm2 > expected.measurements["B.Ar_mm2"]
+    _wait_measured(widget.review, qtbot)
+    assert _table_value(widget.review, "B.Ar_mm2") == pytest.approx(bone_mm2)
+
+
+def test_export_annotations_widget(reviewed, tmp_path):
+    from boneimg.io.write import read_table
+    from boneimg_napari._review import ExportAnnotationsWidget
+
+    viewer, _, expected = reviewed
+    widget = ExportAnnotationsWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.image_layer.value = viewer.layers["trap"]
+    widget.labels_layer.value = viewer.layers["trap nuclei"]
+    widget.points_layer.value = viewer.layers["trap nucleus centres"]
+    widget.out_dir.value = tmp_path / "train"
+    assert widget.file_name.value == "trap"
+    widget.export_button.clicked.emit()
+    assert widget.status.value.startswith("wrote"), widget.status.value
+    assert sorted(p.name for p in (tmp_path / "train").iterdir()) == ["trap.labels.tif", "trap.ome.tif",
+                                                                      "trap.points.csv"]
+    assert bi.load(tmp_path / "train" / "trap.ome.tif").spacing_um == (0.5, 0.5)
+    np.testing.assert_array_equal(bi.load(tmp_path / "train" / "trap.labels.tif").data, expected.nuclei.labels)
+    points = read_table(tmp_path / "train" / "trap.points.csv")
+    np.testing.assert_allclose(points[["x", "y"]], expected.nuclei.table[["x", "y"]])
+
+
+def test_study_widget_runs_and_opens_report(qtbot, tmp_path, monkeypatch):
+    from boneimg.sample_data.studies import radiograph_study
+    from boneimg_napari._study import StudyWidget
+
+    study = radiograph_study(tmp_path / "study", arms={"vehicle": 1.0, "treated": 0.4}, n_animals=2, n_images=1,
+                             pixel_size_um=50.0)
+    widget = StudyWidget()
+    qtbot.addWidget(widget.native)
+    widget.design.value = tmp_path / "study" / "design.csv"
+    widget.out_dir.value = tmp_path / "results"
+    widget.workers.value = 1
+    widget.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: widget.status.value.startswith(("done", "failed")), timeout=120_000)
+    assert widget.status.value == "done: 4 images analysed, 0 failed"
+    assert len(widget.study.images) == len(study.design) and (tmp_path / "results" / "report.html").exists()
+    opened = []
+    monkeypatch.setattr("webbrowser.open", opened.append)
+    widget.report_button.clicked.emit()
+    assert opened == [(tmp_path / "results" / "report.html").as_uri()]
+    widget.design_kind.value = "folder GROUP/ANIMAL/image"
+    assert widget.design.mode.value == "d"
+
+
+def test_results_are_drawn_over_their_objects(make_napari_viewer, qtbot):
+    from boneimg_napari._layers import image_layer
+    from boneimg_napari._widgets import SectionWidget
+
+    viewer = make_napari_viewer(show=True)
+    sample = sections.trap_section((384, 384), 0.5, seed=2)
+    data, kwargs, _ = image_layer(sample.image, "trap")
+    widget = SectionWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.image_layer.value = viewer.add_image(data, **kwargs)
+    _run(widget, qtbot)
+    viewer.layers["trap"].visible = False  # the overlays alone, on the black canvas
+    qtbot.wait(100)
+    # a screenshot of the layers' extent, one canvas pixel per image pixel
+    rgb = viewer.export_figure(flash=False)[..., :3].astype(int)
+    expected = bi.analyze_section(sample.image, stain="auto")
+    assert rgb.shape[:2] == expected.regions.shape
+    lit = rgb.max(axis=-1) > 20
+    assert lit[expected.regions > 0].mean() > 0.99  # tissue tinted by the regions layer
+    assert lit[expected.regions == 0].mean() < 0.05
+    lime = (rgb[..., 1] > 180) & (rgb[..., 0] < 100) & (rgb[..., 2] < 100)  # osteoclast rings
+    for x, y in expected.osteoclasts[["x", "y"]].to_numpy().round().astype(int):
+        assert lime[max(y - 40, 0):y + 40, max(x - 40, 0):x + 40].any()
+    assert lime.mean() < 0.05
+    cells = expected.osteoclast_labels > 0
+    regions_only = rgb[(expected.regions == 2) & ~cells & (expected.nuclei.labels == 0)].mean(axis=0)
+    assert np.abs(rgb[cells].mean(axis=0) - regions_only).max() > 20  # cells stand out from the marrow tint
