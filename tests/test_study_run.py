@@ -228,6 +228,25 @@ def test_rerun_reuses_done_images_and_redoes_changed_ones(registered, reference,
     assert changed.images["Lytic.Ar_mm2"].tolist() == again.images["Lytic.Ar_mm2"].tolist()
 
 
+def test_cancelled_run_keeps_its_results_and_resumes(registered, reference, tmp_path):
+    from boneimg.study.runner import StudyCancelled
+
+    out = tmp_path / "out"
+    seen = []
+    with pytest.raises(StudyCancelled, match="resume"):
+        bi.run_study(reference.out_dir / "design.csv", out, workers=1, quiet=True,
+                     progress=lambda done, total: seen.append((done, total)), should_cancel=lambda: len(seen) > 5)
+    total = seen[0][1]
+    assert seen[:6] == [(i, total) for i in range(6)]  # 0 first: the count before any image ran
+    assert len(list((out / "records").glob("*.json"))) == 5
+    assert not (out / "effects.csv").exists()
+    seen.clear()
+    bi.run_study(reference.out_dir / "design.csv", out, workers=1, quiet=True,
+                 progress=lambda done, total: seen.append(done))
+    assert seen == list(range(5, total + 1))
+    assert_same_tables(out, reference)
+
+
 def study_command(design, out, delay_s=0.0):
     """`boneimg study DESIGN OUT --workers 2 --quiet` in a new process group, with mask_area
     registered for radiographs."""

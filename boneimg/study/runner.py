@@ -64,7 +64,12 @@ class Study:
         return self.out_dir / "report.html"
 
 
-def run_study(design, out_dir, *, settings=None, workers=None, scheduler=None, quiet=False, **params):
+class StudyCancelled(RuntimeError):
+    """Raised by :func:`run_study` when its `should_cancel` callback asked it to stop."""
+
+
+def run_study(design, out_dir, *, settings=None, workers=None, scheduler=None, quiet=False, progress=None,
+              should_cancel=None, **params):
     """Analyse a treatment study: every image, then per-animal values and effects vs control.
 
     Parameters
@@ -89,6 +94,12 @@ def run_study(design, out_dir, *, settings=None, workers=None, scheduler=None, q
         N``). Results come back to this process, which writes them. Not with `workers`.
     quiet : bool
         No progress bar and no messages.
+    progress : callable, optional
+        Called as ``progress(done, total)`` (images) after each image's result is written.
+    should_cancel : callable, optional
+        Called between images; when it returns True the run stops (images not started are
+        dropped, results written so far are kept) and :class:`StudyCancelled` is raised.
+        Running again on the same `out_dir` resumes.
     **params
         Override the settings file: ``control`` (the control group; default the first group in
         the design), ``test`` ("parametric" or "nonparametric"), ``confidence``,
@@ -104,6 +115,8 @@ def run_study(design, out_dir, *, settings=None, workers=None, scheduler=None, q
     BoneImgError
         If the design, settings or out_dir are invalid. An image that cannot be analysed does not
         raise: it is listed in ``failures.csv`` and the study goes on.
+    StudyCancelled
+        If `should_cancel` asked the run to stop.
     """
     if scheduler is not None and workers is not None:
         raise BoneImgError("give either workers (local processes) or scheduler (a Dask cluster), not both")
@@ -126,7 +139,8 @@ def run_study(design, out_dir, *, settings=None, workers=None, scheduler=None, q
     todo = [job for job in jobs if not is_done(load_record(out, job), job)]
     if len(todo) < len(jobs):
         say(f"resuming in {out}: {len(jobs) - len(todo)} of {len(jobs)} images already done")
-    _analyse(todo, out, total=len(jobs), workers=workers, scheduler=scheduler, quiet=quiet, say=say)
+    _analyse(todo, out, total=len(jobs), workers=workers, scheduler=scheduler, quiet=quiet, say=say,
+             progress=progress, should_cancel=should_cancel)
 
     records = [load_record(out, job) for job in jobs]  # from disk, so a resumed run reads the same
     images, failures, measurements = _image_tables(table, records)
@@ -164,10 +178,12 @@ def _write_inputs(out, table, source, settings, run_info):
         tmp.write_text(json.dumps(provenance(source, run_info, n_images=len(table)), indent=1), encoding="utf-8")
 
 
-def _analyse(todo, out, *, total, workers, scheduler, quiet, say):
+def _analyse(todo, out, *, total, workers, scheduler, quiet, say, progress, should_cancel):
     """Run the jobs, writing each result as it arrives, with a progress bar."""
     from tqdm import tqdm
 
+    if progress is not None:
+        progress(total - len(todo), total)
     if not todo:
         return
     if scheduler is None:
@@ -175,14 +191,21 @@ def _analyse(todo, out, *, total, workers, scheduler, quiet, say):
         say(f"analysing {len(todo)} images with {workers} local process{'es' if workers > 1 else ''}")
     else:
         say(f"analysing {len(todo)} images on the Dask cluster at {scheduler}")
-    failed = 0
+    failed, done = 0, total - len(todo)
     with tqdm(total=total, initial=total - len(todo), unit="image", desc="boneimg study",
               disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
-        for job, (record, picture) in _results(todo, workers, scheduler, say):
+        results = _results(todo, workers, scheduler, say)
+        for job, (record, picture) in results:
             save_result(out, job, record, picture)
             failed += record["status"] != "ok"
             bar.set_postfix(failed=failed, refresh=False)
             bar.update()
+            done += 1
+            if progress is not None:
+                progress(done, total)
+            if should_cancel is not None and should_cancel() and done < total:
+                results.close()  # cancels the jobs not started and shuts the workers down
+                raise StudyCancelled(f"cancelled after {done} of {total} images; run again on {out} to resume")
 
 
 def _results(jobs, workers, scheduler, say):
