@@ -7,10 +7,11 @@ Prints, in one run:
    each in fresh child processes run alternately (A B A B ...) so both see the same load. Peak
    memory is the child's own ``ru_maxrss`` from ``os.wait4`` (interpreter, imports and the
    16.8 MB input volume included); time is measured inside the child around the two calls only
-   (porespy's numba code is compiled on a small volume first). Targets: boneimg at most half of
+   (both tools' numba code is compiled or loaded on a small volume first). Targets: boneimg at most half of
    porespy's time, and under 2 GB (10^9 bytes).
-2. Thickness of analytic shapes of known size: plates t voxels thick (truth t), rods and spheres
-   of diameter d sampled at voxel centres (random sub-voxel centre, seeded), as the mean local
+2. Thickness of analytic shapes of known size (boneimg.sample_data.phantoms.plate/rod/ball):
+   plates t voxels thick (truth t), rods and spheres of diameter d sampled at voxel centres
+   (random sub-voxel centre, seeded), as the mean local
    thickness over the shape (what Tb.Th reports), for boneimg's default and sub-voxel modes and
    porespy (2 x its radius). Targets: within ±1 voxel by default, ±0.5 voxel in sub-voxel mode.
 3. The ROI edge: a plate 4 voxels thick and a marrow gap 4 voxels wide lying on the array's face
@@ -84,6 +85,7 @@ def child(tool, path):
     else:
         from boneimg.ct.thickness import local_thickness
 
+        local_thickness(bone[:24, :24, :24], 1.0)  # compiled code is loaded here, not in the timing
         start = time.perf_counter()
         th = local_thickness(bone, 1.0)
         sp = local_thickness(~bone, 1.0)
@@ -139,27 +141,6 @@ def timing(size, seed, runs, with_porespy):
 
 # ---------------------------------------------------------------- analytic shapes (part 2)
 
-def plate(t, rng):
-    shape = np.zeros((t + 8, 24, 24), dtype=bool)
-    shape[4:4 + t] = True
-    return shape
-
-
-def rod(d, rng):
-    n = int(d) + 6
-    centre = (n - 1) / 2 + rng.uniform(-0.5, 0.5, 2)
-    y, x = np.mgrid[:n, :n]
-    disc = (y - centre[0]) ** 2 + (x - centre[1]) ** 2 < (d / 2) ** 2
-    return np.broadcast_to(disc, (int(2 * d) + 6, n, n)).copy()
-
-
-def sphere(d, rng):
-    n = int(d) + 6
-    centre = (n - 1) / 2 + rng.uniform(-0.5, 0.5, 3)
-    z, y, x = np.mgrid[:n, :n, :n]
-    return (z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2 < (d / 2) ** 2
-
-
 def porespy_diameter(shape):
     import porespy as ps
 
@@ -169,13 +150,14 @@ def porespy_diameter(shape):
 
 def analytic(with_porespy):
     from boneimg.ct.thickness import local_thickness
+    from boneimg.sample_data.phantoms import ball, plate, rod
 
     print("\n== 2. Mean local thickness of analytic shapes (voxels; error = measured - truth) ==")
     print(f"   {'shape':8s} {'truth':>6s} {'default':>9s} {'sub-voxel':>10s}" + (f" {'porespy bf':>11s}" if with_porespy else ""))
     rng = np.random.default_rng(0)
     errors = {"default": [], "subvoxel": [], "porespy": []}
-    for name, make, sizes in (("plate", plate, (2, 3, 4, 7, 10)), ("rod", rod, (4.3, 7.6, 11.2, 15.8)),
-                              ("sphere", sphere, (5.5, 9.3, 14.1))):
+    for name, make, sizes in (("plate", lambda t, _: plate(t), (2, 3, 4, 7, 10)),
+                              ("rod", rod, (4.3, 7.6, 11.2, 15.8)), ("sphere", ball, (5.5, 9.3, 14.1))):
         for size in sizes:
             shape = make(size, rng)
             row = {"default": np.nanmean(local_thickness(shape, 1.0)[shape]) - size,

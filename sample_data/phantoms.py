@@ -13,6 +13,9 @@ Two generators:
   voxel size, anisotropic voxels included.
 
 :func:`radiograph` projects either phantom to a 2-D X-ray with the same ground truth.
+
+Analytic shapes of known thickness in voxels, for local thickness (Tb.Th) checks: :func:`plate`,
+:func:`rod` and :func:`ball`.
 """
 
 import numpy as np
@@ -24,6 +27,63 @@ from boneimg.io.image import Image, spacing_tuple
 from .synthetic import Synthetic
 
 KINDS = ("none", "lytic", "blastic", "mixed")
+
+
+def plate(thickness_vox):
+    """A plate `thickness_vox` voxels thick (axis 0) with 4 voxels of the other phase on each
+    side, 24 x 24 voxels wide: its faces run along the array's edges on the four sides.
+
+    Returns
+    -------
+    ndarray of bool, shape (thickness_vox + 8, 24, 24)
+        Its true thickness is `thickness_vox` voxels (the voxel cubes' faces).
+    """
+    shape = np.zeros((thickness_vox + 8, 24, 24), dtype=bool)
+    shape[4:4 + thickness_vox] = True
+    return shape
+
+
+def rod(diameter_vox, rng):
+    """A rod along axis 0 of diameter `diameter_vox` voxels: the voxels whose centres lie
+    inside a cylinder whose axis is shifted by a random sub-voxel offset (uniform ±0.5).
+
+    Parameters
+    ----------
+    diameter_vox : float
+        True diameter in voxels.
+    rng : int or numpy.random.Generator
+        Seed or generator of the offset.
+
+    Returns
+    -------
+    ndarray of bool, shape (int(2 d) + 6, int(d) + 6, int(d) + 6)
+    """
+    n = int(diameter_vox) + 6
+    centre = (n - 1) / 2 + np.random.default_rng(rng).uniform(-0.5, 0.5, 2)
+    y, x = np.mgrid[:n, :n]
+    disc = (y - centre[0]) ** 2 + (x - centre[1]) ** 2 < (diameter_vox / 2) ** 2
+    return np.broadcast_to(disc, (int(2 * diameter_vox) + 6, n, n)).copy()
+
+
+def ball(diameter_vox, rng):
+    """A ball of diameter `diameter_vox` voxels: the voxels whose centres lie inside a sphere
+    whose centre is shifted by a random sub-voxel offset (uniform ±0.5 per axis).
+
+    Parameters
+    ----------
+    diameter_vox : float
+        True diameter in voxels.
+    rng : int or numpy.random.Generator
+        Seed or generator of the offset.
+
+    Returns
+    -------
+    ndarray of bool, shape (int(d) + 6,) * 3
+    """
+    n = int(diameter_vox) + 6
+    centre = (n - 1) / 2 + np.random.default_rng(rng).uniform(-0.5, 0.5, 3)
+    z, y, x = np.mgrid[:n, :n, :n]
+    return (z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2 < (diameter_vox / 2) ** 2
 DTYPES = ("uint8", "uint16", "float32", "int16")
 
 # Geometry of the bone in µm (a mouse femur shaft is about 1 x 1.4 mm across).

@@ -84,6 +84,10 @@ def test_results_record_mode_threshold_parameters_and_voxel_size(mixed_reference
     for key in ("Lytic.V_mm3", "Blastic.V_mm3", "Ct.Perf.N", "lesion_class", "BV/TV_pct", "Tb.Th_um",
                 "Tb.Sp_um", "Tb.N_per_mm", "BS/BV_per_mm", "Conn.D_per_mm3", "Tb.Sp.SD_um", "Tb.Sp.max_um"):
         assert key in r.measurements, key
+    # measurements map symbols to values; how they were made lives beside them
+    assert all(isinstance(v, (int, float)) for k, v in r.measurements.items() if k != "lesion_class")
+    assert r.provenance["bone_morphometry"]["voxel_size_um"] == (VOXEL_UM,) * 3
+    assert "bone_morphometry" not in r.notes
     assert math.isnan(r.measurements["BMD_mgHA_cm3"]) and "calibration" in r.notes["BMD_mgHA_cm3"]
 
 

@@ -7,6 +7,7 @@ import pytest
 
 import boneimg as bi
 from boneimg.sample_data import phantoms
+from boneimg.sample_data.studies import lesion_radiograph
 
 VOXEL_UM = 15.0
 
@@ -37,6 +38,21 @@ def test_lytic_area_and_count_match_the_truth(lytic, with_reference):
     assert m["Lytic.Ar/B.Ar_pct"] == pytest.approx(100 * m["Lytic.Ar_mm2"] / m["B.Ar_mm2"])
     assert m["B.Ar_mm2"] == pytest.approx(xray.truth["bone"].sum() * VOXEL_UM ** 2 / 1e6, rel=0.05)
     assert result.lesions.dtype == np.uint8 and result.lesions.shape == xray.image.shape
+
+
+@pytest.mark.parametrize("area_mm2, seed", [(0.7067124889050498, 8), (0.7067124889050498, 3), (1.2, 0),
+                                             (0.3, 4), (0.3, 10), (0.0, 8)])
+def test_lesions_stay_inside_the_true_holes(area_mm2, seed):
+    # regression: a core pixel shallower than its lesion's edge level once seeded the
+    # background label, and the whole image was called lytic (32 mm² for a true 0.70 mm²)
+    xray = lesion_radiograph(area_mm2, seed=seed)
+    result = bi.analyze_radiograph(xray.image)
+    found, true = result.lesions.astype(bool), xray.truth["lytic"]
+    m = result.measurements
+    assert not (found & ~result.bone).any()
+    assert (found & true).sum() >= 0.95 * found.sum()
+    assert m["Lytic.Ar_mm2"] <= 1.05 * xray.truth["lytic_area_mm2"]
+    assert (m["Lytic.Ar_mm2"] > 0.5 * xray.truth["lytic_area_mm2"]) if area_mm2 else m["Lytic.N"] == 0
 
 
 @pytest.mark.parametrize("with_reference", [True, False])

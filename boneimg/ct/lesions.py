@@ -95,6 +95,9 @@ class CTResult:
         How the threshold was chosen.
     parameters : dict
         Every parameter of the analysis, defaults included.
+    provenance : dict
+        How the measurements were made beyond the parameters: ``bone_morphometry`` -> the
+        definitions, voxel size and Euler characteristics of the trabecular morphometry.
     voxel_size_um : tuple of float
     notes : dict
         Measurement (or "segmentation", "compartments", "lesions") -> why it is NaN or what
@@ -111,6 +114,7 @@ class CTResult:
     threshold: float
     method: str
     parameters: dict
+    provenance: dict
     voxel_size_um: tuple
     notes: dict = field(default_factory=dict)
 
@@ -183,7 +187,8 @@ def analyze_ct(image, *, voxel_size_um=None, reference=None, **params):
         region (``TV_mm3``, ``BV/TV_pct``, ``Tb.Th_um``, ``Tb.Sp.SD_um``, ``Tb.Sp.max_um``,
         ...). A 2-D slice reports areas (``Lytic.Ar_mm2``, ``Ref.Tt.Ar_mm2``,
         ``Lytic.Ar/Tt.Ar_pct``, ...) and NaN volumes. NaN values carry their reason in
-        ``notes``.
+        ``notes``. Every measurement is a number or, for ``lesion_class``, a string; how
+        they were made is in ``method``, ``parameters`` and ``provenance``.
 
     Raises
     ------
@@ -230,7 +235,8 @@ def analyze_ct(image, *, voxel_size_um=None, reference=None, **params):
     squeeze = (lambda a: a[0]) if two_d else (lambda a: a)  # noqa: E731
     measurements.update(_density(grey, seg.bone, squeeze(own.periosteal), p["calibration"], value_notes))
     roi = squeeze(own.endosteal) if p["roi"] is None else _roi(p["roi"], grey.shape)
-    measurements.update(_trabecular_morphometry(seg.bone, roi, spacing, value_notes))
+    morphometry, morphometry_method = _trabecular_morphometry(seg.bone, roi, spacing, value_notes)
+    measurements.update(morphometry)
     notes.update(value_notes)
 
     labels = np.zeros(bone.shape, np.uint8)
@@ -242,7 +248,8 @@ def analyze_ct(image, *, voxel_size_um=None, reference=None, **params):
         bone=seg.bone, lesions=squeeze(labels), measurements=measurements,
         compartments=squeeze(found.split.label_image()), perforations=squeeze(found.perforations.labels),
         perforation_areas_mm2=[float(a) for a in found.perforations.areas_mm2], mode=found.mode,
-        threshold=seg.threshold, method=method, parameters=recorded, voxel_size_um=tuple(spacing),
+        threshold=seg.threshold, method=method, parameters=recorded,
+        provenance={"bone_morphometry": morphometry_method}, voxel_size_um=tuple(spacing),
         notes=notes)
 
 
@@ -400,8 +407,9 @@ def _density(grey, bone, tissue, calibration, notes):
 
 
 def _trabecular_morphometry(bone, roi, spacing, notes):
-    """:func:`bone_morphometry` of the bone inside `roi`; its method description goes to notes."""
+    """:func:`bone_morphometry` of the bone inside `roi`: its measurements and its method
+    description; the reasons for NaN values go to `notes`."""
     values = bone_morphometry(bone & roi, spacing, roi=roi)
-    notes["bone_morphometry"] = values.pop("method")
+    method = values.pop("method")
     notes.update(values.pop("undefined"))
-    return values
+    return values, method

@@ -260,14 +260,17 @@ def _to_half_depth(core, loss, allowed, edge_fraction):
     the lesion's depth.
 
     The depth is the 90th percentile of the loss in the core, so a lesion's edge is the middle
-    of its blurred rim (as drawn by hand), whatever the soft tissue under the bone adds.
+    of its blurred rim (as drawn by hand), whatever the soft tissue under the bone adds. Core
+    pixels shallower than the edge level stay in the lesion, so every core pixel seeds the growth.
     """
-    labels, n = ndi.label(core, structure=EIGHT)
+    labels, _ = ndi.label(core, structure=EIGHT)
     lytic = core.copy()
     for index, box in enumerate(ndi.find_objects(labels), start=1):
-        depth = np.percentile(loss[box][labels[box] == index], 90)
-        grown, _ = ndi.label(allowed & (loss >= edge_fraction * depth), structure=EIGHT)
-        lytic |= np.isin(grown, np.unique(grown[labels == index]))
+        seed = labels == index
+        depth = np.percentile(loss[box][seed[box]], 90)
+        # the seed is part of the grown mask, so no seed pixel falls on the background label 0
+        grown, _ = ndi.label(seed | (allowed & (loss >= edge_fraction * depth)), structure=EIGHT)
+        lytic |= np.isin(grown, np.unique(grown[seed]))
     return lytic
 
 
