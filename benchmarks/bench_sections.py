@@ -3,7 +3,9 @@
 Targets (issue 3): on every synthetic TRAP section the osteoclast count (N.Oc) is within ±10 %
 of the truth, and Oc.S/BS and N.Oc/B.Pm are within 10 % of their true values. Also printed:
 per-class region Dice, the other measurements' errors, and throughput (megapixels of input per
-second of ``analyze_section``, one process; timings on a shared machine are noisy). Finally
+second of ``analyze_section``, wall clock and CPU time of this process; run with
+OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 the CPU figure is one core's; timings on a shared
+machine are noisy). Finally
 a smoke run on the real TRAP culture image of ../shared/data (no annotation, pixel size not
 stated: 1 µm/px is assumed), printing N.Oc with min_nuclei=3.
 
@@ -42,7 +44,7 @@ def run(seeds, pixel_sizes, fov_um):
     rows = []
     header = (f"{'seed':>4} {'µm/px':>5} {'bone stain':>10} {'N.Oc':>9} {'err':>6} {'Oc.S/BS':>7} "
               f"{'N.Oc/B.Pm':>9} {'B.Pm':>6} {'Tu.Ar':>6} {'TBI.Pm':>6} {'N.Tu':>6}   "
-              + " ".join(f"{REGION_NAMES[k][:6]:>6}" for k in range(4)) + f" {'MP/s':>5}")
+              + " ".join(f"{REGION_NAMES[k][:6]:>6}" for k in range(4)) + f" {'MP/s':>5} {'CPU':>5}")
     print("relative errors vs truth (%); Dice per region class")
     print(header)
     for pixel_um in pixel_sizes:
@@ -50,20 +52,22 @@ def run(seeds, pixel_sizes, fov_um):
             n = int(round(fov_um / pixel_um))
             fast_green = seed % 2 == 0
             section = trap_section((n, n), pixel_um, seed=seed, fast_green=fast_green)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             result = bi.analyze_section(section.image)
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             truth, found = section.truth["measurements"], result.measurements
             err = {k: relative_error(found[k], truth[k]) for k in
                    ("N.Oc", "Oc.S/BS_pct", "N.Oc/B.Pm_per_mm", "B.Pm_mm", "Tu.Ar_mm2", "TBI.Pm_mm", "N.TumourCells")}
             dices = [dice(result.regions == k, section.truth["regions"] == k) for k in range(4)]
-            rows.append({"seed": seed, "pixel_um": pixel_um, "err": err, "dice": dices, "mp_s": n * n / 1e6 / seconds})
+            rows.append({"seed": seed, "pixel_um": pixel_um, "err": err, "dice": dices, "mp_s": n * n / 1e6 / seconds,
+                         "mp_cpu_s": n * n / 1e6 / cpu})
             print(f"{seed:>4} {pixel_um:>5} {'fast green' if fast_green else 'none':>10} "
                   f"{found['N.Oc']:>4}/{truth['N.Oc']:<4} {100 * err['N.Oc']:>+5.1f} {100 * err['Oc.S/BS_pct']:>+7.1f} "
                   f"{100 * err['N.Oc/B.Pm_per_mm']:>+9.1f} {100 * err['B.Pm_mm']:>+6.1f} "
                   f"{100 * err['Tu.Ar_mm2']:>+6.1f} "
                   f"{100 * err['TBI.Pm_mm']:>+6.1f} {100 * err['N.TumourCells']:>+6.1f}   "
-                  + " ".join(f"{d:>6.3f}" for d in dices) + f" {rows[-1]['mp_s']:>5.2f}", flush=True)
+                  + " ".join(f"{d:>6.3f}" for d in dices) + f" {rows[-1]['mp_s']:>5.2f} {rows[-1]['mp_cpu_s']:>5.2f}",
+                  flush=True)
     return rows
 
 
@@ -81,9 +85,10 @@ def summarise(rows):
         print(f"{key}: mean error {100 * np.nanmean(errors):+.1f} %, "
               f"worst |error| {100 * np.nanmax(np.abs(errors)):.1f} %")
     for pixel_um in sorted({r["pixel_um"] for r in rows}):
-        speed = [r["mp_s"] for r in rows if r["pixel_um"] == pixel_um]
-        print(f"throughput at {pixel_um} µm/px: median {np.median(speed):.2f} MP/s (min {min(speed):.2f}, "
-              f"max {max(speed):.2f})")
+        for key, what in (("mp_s", "wall clock"), ("mp_cpu_s", "CPU time")):
+            speed = [r[key] for r in rows if r["pixel_um"] == pixel_um]
+            print(f"throughput at {pixel_um} µm/px ({what}): median {np.median(speed):.2f} MP/s "
+                  f"(min {min(speed):.2f}, max {max(speed):.2f})")
 
 
 def culture_smoke():

@@ -129,3 +129,15 @@ def test_not_applicable_symbols_are_nan_with_reasons():
     for symbol in ("N.Oc/B.Pm_per_mm", "Oc.S/BS_pct", "N.Oc/TBI.Pm_per_mm"):
         assert math.isnan(m[symbol]) and notes[symbol]
     assert m["N.Oc/T.Ar_per_mm2"] == 0.0
+
+
+def test_interface_does_not_reach_through_a_trabecula():
+    """A 10 µm thick trabecula with tumour on one side only: its far side faces marrow and is no
+    interface, although it lies within interface_um=15 µm of the tumour in a straight line."""
+    px = 0.5
+    regions = np.full((200, 400), 2, np.uint8)
+    regions[80:100] = 1        # bone rows 40-50 µm, running across the whole field
+    regions[100:] = 3          # tumour against its lower surface
+    m, _ = section_measurements(regions, px, n_tumour_cells=0, interface_um=15.0)
+    assert m["B.Pm_mm"] == pytest.approx(2 * 400 * px / 1000, rel=0.01)
+    assert m["TBI.Pm_mm"] == pytest.approx(400 * px / 1000, rel=0.01)  # the lower surface only

@@ -41,6 +41,8 @@ def test_trap_section_against_truth(trap):
     assert m["B.Ar/T.Ar_pct"] == pytest.approx(truth["B.Ar/T.Ar_pct"], rel=0.08)
     assert m["T.Ar_mm2"] == pytest.approx(truth["T.Ar_mm2"], rel=0.03)
     assert m["N.TumourCells"] == pytest.approx(truth["N.TumourCells"], rel=0.15)
+    assert m["TBI.Pm_mm"] == pytest.approx(truth["TBI.Pm_mm"], rel=0.15)
+    assert m["Tu.Ar_mm2"] == pytest.approx(truth["Tu.Ar_mm2"], rel=0.10)
     regions = section.truth["regions"]
     assert dice(result.regions == 1, regions == 1) > 0.9
     assert dice(result.regions == 3, regions == 3) > 0.8
@@ -82,9 +84,10 @@ def test_he_section():
     for symbol in ("N.Oc", "N.Oc/B.Pm_per_mm", "Oc.S/BS_pct", "N.Oc/TBI.Pm_per_mm"):
         assert math.isnan(m[symbol]) and "TRAP" in result.notes[symbol]
     assert len(result.osteoclasts) == 0 and not result.osteoclast_labels.any()
-    # eosinophilic osteoclasts on the surface are taken for matrix on H&E: bone is over-estimated
-    assert m["B.Ar/T.Ar_pct"] == pytest.approx(truth["B.Ar/T.Ar_pct"], rel=0.15)
-    assert m["B.Pm_mm"] == pytest.approx(truth["B.Pm_mm"], rel=0.2)
+    # eosinophilic osteoclasts on the surface, nearly of the matrix colour, are not bone
+    assert m["B.Ar/T.Ar_pct"] == pytest.approx(truth["B.Ar/T.Ar_pct"], rel=0.05)
+    assert m["B.Pm_mm"] == pytest.approx(truth["B.Pm_mm"], rel=0.15)
+    assert result.parameters["regions"]["matrix_coloured_cells_px"] > 0
     assert m["N.TumourCells"] == pytest.approx(truth["N.TumourCells"], rel=0.15)
     assert dice(result.regions == 1, section.truth["regions"] == 1) > 0.85
     assert result.parameters["stain_vectors"]["stains"] == ["hematoxylin", "eosin"]
@@ -164,3 +167,12 @@ def test_real_trap_culture(shared_data):
     assert (counted["n_nuclei"] >= 3).all() and result.measurements["N.Oc"] == len(counted)
     assert 0 < result.measurements["N.Oc"] < len(result.osteoclasts)
     assert math.isnan(result.measurements["N.Oc/B.Pm_per_mm"]) and "culture" in result.notes["N.Oc/B.Pm_per_mm"]
+
+
+def test_lazy_input_gives_the_in_memory_answer(small_trap):
+    da = pytest.importorskip("dask.array")
+    lazy = bi.Image(da.from_array(small_trap.image.data, chunks=(128, 128, 3)), "yxc", (0.5, 0.5), "brightfield", {})
+    in_memory, from_lazy = bi.analyze_section(small_trap.image), bi.analyze_section(lazy)
+    assert lazy.is_lazy
+    np.testing.assert_array_equal(from_lazy.regions, in_memory.regions)
+    assert from_lazy.measurements == pytest.approx(in_memory.measurements, nan_ok=True)

@@ -5,6 +5,11 @@ pixel edges would over-estimate a diagonal or curved surface by up to 41 %. The 
 chain of short straight pieces, and a part of it (the surface under osteoclasts, the
 tumour–bone interface) is the pieces whose midpoints satisfy a condition, so every perimeter
 symbol comes from one tracing.
+
+A piece is "within d µm of tumour" (or of an osteoclast) when tumour lies within d µm of it
+*in sight*: the straight path to the nearest tumour pixel does not pass through bone. A plain
+Euclidean distance reaches through thin trabeculae and counts the far side of a trabecula,
+which faces marrow, as interface.
 """
 
 from dataclasses import dataclass
@@ -12,6 +17,7 @@ import math
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
 from skimage import measure
 
 from ..errors import BoneImgError
@@ -48,12 +54,6 @@ class Outline:
         """Total length in µm, of all pieces or of those where `where` (bool, shape (K,)) holds."""
         return float(self.lengths_um.sum() if where is None else self.lengths_um[where].sum())
 
-    def sample(self, values):
-        """Values of a (M, N) array at the piece midpoints, interpolated bilinearly."""
-        if not len(self.midpoints):
-            return np.zeros(0)
-        return ndi.map_coordinates(np.asarray(values, np.float32), self.midpoints.T, order=1, mode="nearest")
-
 
 def _spacing(spacing_um):
     sy, sx = (float(spacing_um),) * 2 if np.isscalar(spacing_um) else map(float, spacing_um)
@@ -80,12 +80,18 @@ def outline(mask, spacing_um):
     -------
     Outline
     """
+    return _trace(mask, spacing_um)[0]
+
+
+def _trace(mask, spacing_um):
+    """The :class:`Outline` of `mask` and the smoothed mask it was traced on (None if trivial)."""
     sy, sx = _spacing(spacing_um)
     mask = np.asarray(mask, bool)
     if mask.ndim != 2:
         raise BoneImgError(f"mask must be 2-D, got shape {mask.shape}")
+    empty = Outline(np.zeros((0, 2)), np.zeros(0))
     if not mask.any() or mask.all():
-        return Outline(np.zeros((0, 2)), np.zeros(0))
+        return empty, None
     # The smoothing is a sub-pixel edge reconstruction, not a physical filter: one pixel.
     smooth = ndi.gaussian_filter(mask.astype(np.float32), 1.0, mode="nearest")
     midpoints, lengths = [], []
@@ -94,8 +100,8 @@ def outline(mask, spacing_um):
         midpoints.append(contour[:-1] + steps / 2)
         lengths.append(np.hypot(steps[:, 0] * sy, steps[:, 1] * sx))
     if not midpoints:
-        return Outline(np.zeros((0, 2)), np.zeros(0))
-    return Outline(np.concatenate(midpoints), np.concatenate(lengths))
+        return empty, smooth
+    return Outline(np.concatenate(midpoints), np.concatenate(lengths)), smooth
 
 
 def perimeter_um(mask, spacing_um):
@@ -103,12 +109,56 @@ def perimeter_um(mask, spacing_um):
     return outline(mask, spacing_um).length_um()
 
 
-def distance_um(mask, spacing_um):
-    """Distance in µm from every pixel centre to the nearest pixel of `mask` (inf if empty)."""
+def edge_pixels(mask):
+    """(row, column) of the pixels of `mask` with a 4-neighbour outside it: the nearest pixel
+    of `mask` to any point outside it is one of these."""
     mask = np.asarray(mask, bool)
-    if not mask.any():
-        return np.full(mask.shape, np.inf, np.float32)
-    return ndi.distance_transform_edt(~mask, sampling=_spacing(spacing_um)).astype(np.float32)
+    return np.argwhere(mask & ~ndi.binary_erosion(mask, border_value=1))
+
+
+def within_sight(line, target, within_um, spacing_um, bone_smooth):
+    """Which outline pieces have a pixel of `target` within `within_um` µm, not behind bone.
+
+    Parameters
+    ----------
+    line : Outline
+        The bone outline.
+    target : ndarray of shape (M, N), bool
+        Tumour, or the cells covering the surface.
+    within_um : float
+        Largest gap from a piece to the target, µm (from the piece's midpoint to the nearest
+        target pixel centre, less half a pixel: the midpoint lies half a pixel from the pixel
+        centres on either side of the edge).
+    spacing_um : (float, float)
+    bone_smooth : ndarray of shape (M, N) or None
+        The smoothed bone mask the outline was traced on (bone above 0.5); the straight path
+        from a piece to its nearest target pixel must stay out of it beyond the first pixel.
+        None skips that test (a tolerance of a few µm cannot reach across a trabecula).
+
+    Returns
+    -------
+    ndarray of shape (K,), bool
+    """
+    sy, sx = spacing_um
+    k = len(line.midpoints)
+    pixels = edge_pixels(target)
+    if k == 0 or not len(pixels):
+        return np.zeros(k, bool)
+    scale = np.array([sy, sx])
+    half_px = 0.5 * min(sy, sx)
+    gap, nearest = cKDTree(pixels * scale).query(line.midpoints * scale, distance_upper_bound=within_um + half_px)
+    near = gap - half_px <= within_um
+    if bone_smooth is None:
+        return near
+    # sample the path from each near piece to its target pixel every half pixel, from one pixel out
+    start, end = line.midpoints[near], pixels[nearest[near]].astype(float)
+    span = np.hypot(*(end - start).T)
+    steps = np.arange(1.0, max(float(span.max(initial=0.0)), 1.0), 0.5)
+    t = np.minimum(steps[None, :] / np.maximum(span[:, None], 1e-9), 1.0)
+    path = start[:, None, :] + t[..., None] * (end - start)[:, None, :]
+    inside = ndi.map_coordinates(bone_smooth, path.reshape(-1, 2).T, order=1, mode="nearest").reshape(t.shape) > 0.5
+    near[np.flatnonzero(near)] = ~inside.any(axis=1)
+    return near
 
 
 def section_measurements(regions, spacing_um, *, n_tumour_cells, osteoclasts=None, osteoclast_labels=None,
@@ -130,9 +180,11 @@ def section_measurements(regions, spacing_um, *, n_tumour_cells, osteoclasts=Non
     osteoclast_labels : ndarray of shape (M, N), int, optional
         Label image of the osteoclasts in `osteoclasts`.
     contact_um : float
-        Bone surface within this distance of a counted osteoclast is osteoclast surface (Oc.S).
+        Bone surface within this distance of a counted osteoclast is osteoclast surface
+        (Oc.S), µm.
     interface_um : float
-        Bone surface within this distance of tumour is tumour–bone interface (TBI.Pm).
+        Bone surface within this distance of tumour, in sight (not through bone), is
+        tumour–bone interface (TBI.Pm), µm.
 
     Returns
     -------
@@ -149,10 +201,9 @@ def section_measurements(regions, spacing_um, *, n_tumour_cells, osteoclasts=Non
     tissue_mm2 = np.count_nonzero(regions) * mm2
     bone = regions == BONE
     tumour = regions == TUMOUR
-    bone_outline = outline(bone, (sy, sx))
+    bone_outline, bone_smooth = _trace(bone, (sy, sx))
     bone_mm = bone_outline.length_um() / 1000
-    half_px = 0.5 * min(sy, sx)  # midpoints lie half a pixel from the neighbouring pixel centres
-    at_tumour = bone_outline.sample(distance_um(tumour, (sy, sx))) - half_px <= interface_um
+    at_tumour = within_sight(bone_outline, tumour, interface_um, (sy, sx), bone_smooth)
     tbi_mm = bone_outline.length_um(at_tumour) / 1000
     notes = {}
     m = {symbol: math.nan for symbol in SYMBOLS}
@@ -180,7 +231,7 @@ def section_measurements(regions, spacing_um, *, n_tumour_cells, osteoclasts=Non
     n_oc = len(counted)
     n_tbi = int(counted["at_tumour"].astype(bool).sum())
     covering = np.isin(osteoclast_labels, counted["label"].to_numpy())
-    on_surface = bone_outline.sample(distance_um(covering, (sy, sx))) - half_px <= contact_um
+    on_surface = within_sight(bone_outline, covering, contact_um, (sy, sx), None)
     oc_mm = bone_outline.length_um(on_surface) / 1000
     m.update({"N.Oc": n_oc, "Oc.Pm_mm": oc_mm, "N.Oc.TBI": n_tbi})
     ratio("N.Oc/B.Pm_per_mm", n_oc, bone_mm, 1, no_bone)

@@ -18,6 +18,9 @@ REFERENCE_OD = {
     "eosin": (0.07, 0.99, 0.11),
     # Naphthol AS-BI phosphate with fast red violet / fast garnet: red-magenta, absorbs green and blue.
     "trap": (0.16, 0.82, 0.55),
+    # Fast green FCF / light green SF counterstain of bone and collagen: blue-green, absorbs red
+    # (light green SF of Ruifrok & Johnston 2001, as in skimage.color's Feulgen-light green pair).
+    "fast_green": (0.947, 0.254, 0.197),
 }
 STAIN_SETS = {"he": ("hematoxylin", "eosin"), "trap": ("hematoxylin", "trap")}
 _MAX_SAMPLE = 200_000  # pixels used for the estimate
