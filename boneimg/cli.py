@@ -59,6 +59,18 @@ def cmd_study(args):
     return 0
 
 
+def cmd_train(args):
+    from .models.recipe import fine_tune, train_shipped
+
+    command = "boneimg train " + " ".join(args.argv)
+    if args.base is None:
+        train_shipped(args.data, args.out, steps=args.steps, threads=args.threads, command=command)
+    else:
+        fine_tune(args.base, args.data, args.out, steps=args.steps or 300, threads=args.threads, command=command)
+    print(f"model written: {args.out}.pt, {args.out}.json, {args.out}.md")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="boneimg",
@@ -90,6 +102,19 @@ def build_parser():
     study.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     study.set_defaults(func=cmd_study)
 
+    train = sub.add_parser(
+        "train", help="train the nucleus model, or fine-tune one on corrected annotations",
+        description="Without --from: train the shipped nucleus model from the public annotated sets in DATA "
+        "(crchisto/, bm_graz/, cpm15/). With --from MODEL: fine-tune MODEL on DATA, a folder of "
+        "<name>.ome.tif images with <name>.labels.tif and/or <name>.points.csv (as the napari plugin "
+        "exports corrections). Writes OUT.pt, OUT.json and the model card OUT.md.")
+    train.add_argument("--data", required=True, metavar="DIR", help="training data folder")
+    train.add_argument("--out", required=True, metavar="STEM", help="output path without extension")
+    train.add_argument("--from", dest="base", metavar="MODEL", help="model to fine-tune (name or path)")
+    train.add_argument("--steps", type=int, metavar="N", help="optimiser steps (default: the recipe's)")
+    train.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
+    train.set_defaults(func=cmd_train)
+
     demo = sub.add_parser("demo", help="generate synthetic example data and analyse it")
     demo.add_argument("--out", default="boneimg-demo", metavar="DIR", help="output folder (default: %(default)s)")
     demo.set_defaults(func=cmd_demo)
@@ -99,6 +124,7 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)[1:]
     if args.command is None:
         parser.print_help()
         return 0

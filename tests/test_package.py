@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_import_is_light_and_gui_free():
     """`import boneimg` and the CLI must not pull torch (lazy, models only) or any GUI toolkit."""
     code = (
-        "import sys, boneimg, boneimg.cli; "
+        "import sys, boneimg, boneimg.cli, boneimg.models.weights, boneimg.models.datasets; "
         "heavy = {'torch', 'napari', 'qtpy', 'magicgui', 'PyQt6', 'PySide6'} & set(sys.modules); "
         "print(sorted(heavy))"
     )
@@ -43,6 +43,8 @@ def test_wheel_carries_models_sample_data_and_plugin(tmp_path):
     (wheel,) = tmp_path.glob("boneimg-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "boneimg/_weights/README.md" in names
+    assert {"boneimg/_weights/nuclei_he.pt", "boneimg/_weights/nuclei_he.json", "boneimg/_weights/nuclei_he.md"} <= names
+    assert "boneimg/models/network.py" in names
     assert "boneimg/sample_data/synthetic.py" in names
     assert "boneimg_napari/__init__.py" in names
     assert any(n.endswith("entry_points.txt") for n in names)

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
+from .. import _validate
 from .._version import __version__
 from ..errors import BoneImgError
 from ..io.image import Image, as_image
@@ -141,20 +142,16 @@ class _Params:
 
 
 def model_weights_available():
-    """True when trained nucleus-segmentation weights ship with this installation."""
-    try:
-        from importlib.resources import files
+    """True when a trained nucleus model ships with this installation."""
+    from ..models.weights import DEFAULT_MODEL, shipped_models
 
-        root = files("boneimg._weights")
-        return any(p.name.startswith("nuclei") and p.name.endswith((".safetensors", ".pt"))
-                   for p in root.iterdir())
-    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError, OSError):
-        return False
+    return DEFAULT_MODEL in shipped_models()
 
 
 def segment_nuclei(image, *, pixel_size_um=None, method="auto", diameter_um=(5.0, 12.0), min_area_um2=12.0,
                    min_contrast=0.25, min_separation_um=2.5, split_depth=0.05, smoothing_um=0.5,
-                   background_um=20.0, threshold="otsu", working_pixel_size_um=0.5, tile_size_px=2048):
+                   background_um=20.0, threshold="otsu", working_pixel_size_um=0.5, tile_size_px=2048,
+                   stains=None, model=None, device="cpu"):
     """Detect and delineate cell nuclei in a brightfield (H&E) image.
 
     Parameters
@@ -168,8 +165,9 @@ def segment_nuclei(image, *, pixel_size_um=None, method="auto", diameter_um=(5.0
         overrides the Image's own otherwise.
     method : {"auto", "classical", "model"}
         "classical": stain separation, blob seeds and watershed; "model": a trained network
-        (needs its weights installed); "auto": the model when weights are installed, else
-        classical.
+        (:mod:`boneimg.models`), which also fills the ``cell_type`` column; "auto": the model
+        when one is installed or given and no classical `stains` are given, else classical. The
+        model path uses only `pixel_size_um`, `tile_size_px`, `model` and `device`.
     diameter_um : (float, float)
         Smallest and largest nucleus diameter looked for, µm.
     min_area_um2 : float
@@ -196,6 +194,17 @@ def segment_nuclei(image, *, pixel_size_um=None, method="auto", diameter_um=(5.0
     tile_size_px : int
         Images with more than this squared pixels on the working grid are processed in tiles
         of this size plus an overlap.
+    stains : StainVectors, optional
+        Stain vectors whose first is the nuclear stain (hematoxylin) and second the other
+        stain, e.g. ``estimate_section_stains(rgb, "trap")`` for a TRAP section (hematoxylin
+        counterstain, TRAP red); the glass intensity is measured on this image. By default
+        hematoxylin is unmixed against the image's own tissue colour, which suits H&E.
+
+    model : str or os.PathLike, optional
+        Name of a shipped model or path of a model file (``.pt`` with its ``.json``), e.g. one
+        fine-tuned with ``boneimg train --from``; default the shipped ``nuclei_he``.
+    device : str
+        torch device for the model ("cpu", "cuda").
 
     Returns
     -------
@@ -217,23 +226,31 @@ def segment_nuclei(image, *, pixel_size_um=None, method="auto", diameter_um=(5.0
     """
     if method not in METHODS:
         raise BoneImgError(f"method must be one of {METHODS}, got {method!r}")
-    weights = model_weights_available()
-    if method == "model" and not weights:
-        raise BoneImgError(
-            "method='model' needs trained nucleus-segmentation weights and none are installed "
-            "(boneimg._weights holds no nuclei model); use method='classical' or 'auto'")
-    if method == "model" or (method == "auto" and weights):
-        raise BoneImgError(f"nucleus-segmentation weights are installed but boneimg {__version__} has no loader "
-                           "for them; use method='classical'")
+    use_model = method == "model" or (method == "auto" and stains is None
+                                       and (model is not None or model_weights_available()))
+    if method == "model" and model is None and not model_weights_available():
+        raise BoneImgError("method='model' needs trained nucleus-model weights and none are installed; give model=PATH "
+                           "or use method='classical'")
     params = _check_params(diameter_um, min_area_um2, min_contrast, min_separation_um, split_depth, smoothing_um,
                            background_um, threshold, working_pixel_size_um, tile_size_px)
+    if stains is not None and (not isinstance(stains, _stains.StainVectors) or stains.names[0] != "hematoxylin"):
+        raise BoneImgError(f"stains must be StainVectors with hematoxylin first, got {stains!r}")
     img = _as_input(image, pixel_size_um)
     spacing = img.require_spacing("nucleus segmentation")
     if abs(spacing[0] - spacing[1]) > 0.02 * max(spacing):
         raise BoneImgError(f"nucleus segmentation needs square pixels, got {spacing[0]:g} x {spacing[1]:g} µm",
                            path=img.path)
     px = float(spacing[0])
-    labels, table, info = _run_classical(img, px, params)
+    if use_model:
+        from ..models.inference import segment
+        from ..models.weights import DEFAULT_MODEL
+
+        labels, table, info = segment(img, px, model=DEFAULT_MODEL if model is None else model,
+                                      tile_size_px=params.tile_size_px, device=device)
+        parameters = {"boneimg_version": __version__, "function": "segment_nuclei", "method": "model",
+                      "input": img.path, "pixel_size_um": px, "tile_size_px": params.tile_size_px, **info}
+        return Nuclei(labels, table, (px, px), "model", parameters)
+    labels, table, info = _run_classical(img, px, params, stains)
     parameters = {
         "boneimg_version": __version__,
         "function": "segment_nuclei",
@@ -246,14 +263,6 @@ def segment_nuclei(image, *, pixel_size_um=None, method="auto", diameter_um=(5.0
     return Nuclei(labels, table, (px, px), "classical", parameters)
 
 
-def _number(name, value, *, low=0.0, strict=False):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < low or (strict and value == low):
-        relation = ">" if strict else ">="
-        raise BoneImgError(f"{name} must be a finite number {relation} {low:g}, got {value!r}")
-    return float(value)
-
-
 def _check_params(diameter_um, min_area_um2, min_contrast, min_separation_um, split_depth, smoothing_um,
                   background_um, threshold, working_pixel_size_um, tile_size_px):
     try:
@@ -262,7 +271,7 @@ def _check_params(diameter_um, min_area_um2, min_contrast, min_separation_um, sp
         raise BoneImgError(f"diameter_um must be two numbers (smallest, largest) in µm, got {diameter_um!r}") from None
     if not (0 < dmin <= dmax < 500):
         raise BoneImgError(f"diameter_um must satisfy 0 < smallest <= largest < 500 (µm), got {diameter_um!r}")
-    background = _number("background_um", background_um)
+    background = _validate.number("background_um", background_um)
     if 0 < background <= dmax:
         raise BoneImgError(
             f"background_um must exceed the largest diameter ({dmax:g} µm) or be 0, got {background_um!r}")
@@ -272,10 +281,10 @@ def _check_params(diameter_um, min_area_um2, min_contrast, min_separation_um, sp
     if not (isinstance(tile_size_px, (int, np.integer)) and not isinstance(tile_size_px, bool) and tile_size_px >= 128):
         raise BoneImgError(f"tile_size_px must be an integer >= 128, got {tile_size_px!r}")
     return _Params(
-        (dmin, dmax), _number("min_area_um2", min_area_um2), _number("min_contrast", min_contrast),
-        _number("min_separation_um", min_separation_um), _number("split_depth", split_depth),
-        _number("smoothing_um", smoothing_um), background, threshold if threshold == "otsu" else float(threshold),
-        _number("working_pixel_size_um", working_pixel_size_um, strict=True), int(tile_size_px))
+        (dmin, dmax), _validate.number("min_area_um2", min_area_um2), _validate.number("min_contrast", min_contrast),
+        _validate.number("min_separation_um", min_separation_um), _validate.number("split_depth", split_depth),
+        _validate.number("smoothing_um", smoothing_um), background, threshold if threshold == "otsu" else float(threshold),
+        _validate.number("working_pixel_size_um", working_pixel_size_um, strict=True), int(tile_size_px))
 
 
 def _as_input(image, pixel_size_um):
@@ -339,9 +348,12 @@ def _grey_stains(background):
                                 "greyscale image: optical density of the grey value")
 
 
-def _stain_model(sample8, grey):
+def _stain_model(sample8, grey, stains=None):
     if grey:
         return _grey_stains(_stains.estimate_background(sample8))
+    if stains is not None:  # given directions, this image's glass (in 8-bit units, as the pipeline reads)
+        return _stains.StainVectors(stains.names, stains.od, _stains.estimate_background(sample8), stains.estimated,
+                                    stains.note)
     return _stains.estimate_nuclear_contrast(sample8)
 
 
@@ -663,7 +675,7 @@ def _read(data, rows, cols):
     return np.asarray(block.compute() if hasattr(block, "compute") else block)
 
 
-def _image_statistics(data, px, params, white, grey):
+def _image_statistics(data, px, params, white, grey, stains=None):
     """Stain vectors and nuclear threshold for the whole image, from a strided sample.
 
     The sample is the same whether the image is then processed whole or in tiles, so the
@@ -673,7 +685,7 @@ def _image_statistics(data, px, params, white, grey):
     step = max(1, int(math.floor(params.working_pixel_size_um / px)))
     step = max(step, int(math.ceil(math.sqrt(h * w / _STATS_MAX_PIXELS))))
     sample8 = _to_rgb8(_read(data, slice(None, None, step), slice(None, None, step)), white)
-    vectors = _stain_model(sample8, grey)
+    vectors = _stain_model(sample8, grey, stains)
     hema_in = _hematoxylin(sample8, vectors)
     whole = hema_in if step == 1 else None  # the sample is the image: reuse its density
     if params.threshold != "otsu":
@@ -685,7 +697,7 @@ def _image_statistics(data, px, params, white, grey):
     return vectors, _otsu_threshold(_signal(hema, sample_px * factor, params)), whole
 
 
-def _run_classical(img, px, params):
+def _run_classical(img, px, params, stains=None):
     data = img.data
     grey = img.axes == "yx"
     h, w = img.spatial_shape
@@ -693,7 +705,7 @@ def _run_classical(img, px, params):
     wpx = px * factor
     work_shape = (max(1, int(round(h / factor))), max(1, int(round(w / factor))))
     white = _white_level(data)
-    vectors, threshold, hema_whole = _image_statistics(data, px, params, white, grey)
+    vectors, threshold, hema_whole = _image_statistics(data, px, params, white, grey, stains)
     tiled = img.is_lazy or work_shape[0] * work_shape[1] > params.tile_size_px ** 2
     info = {
         "stains": vectors.as_dict(),
