@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from napari.layers import Layer
 
 import boneimg as bi
 from boneimg.errors import BoneImgError
@@ -70,6 +71,50 @@ def points_layer(table, image, name, **extra):
         features["index"] = features["label"]
     kwargs = {"name": name, "features": features, "metadata": _provenance(image), **_scale_kwargs(image), **extra}
     return coords, kwargs, "points"
+
+
+#: Face colour of each nucleus ``cell_type`` (the classes of boneimg's nucleus model).
+CELL_TYPE_COLOURS = {"tumour": "magenta", "immune": "cyan", "stromal": "orange", "other": "lightgrey"}
+
+
+def nucleus_points(table, image, name, *, size):
+    """Nucleus centres as a points tuple: coloured by ``cell_type`` (:data:`CELL_TYPE_COLOURS`)
+    where the table has that column, yellow otherwise."""
+    if "cell_type" in table:
+        colour = {"face_color_cycle": CELL_TYPE_COLOURS, "face_color": "cell_type"}
+    else:
+        colour = {"face_color": "yellow"}
+    return points_layer(table, image, name, size=size, border_width=0, **colour)
+
+
+def cell_type_legend():
+    """The colours of :data:`CELL_TYPE_COLOURS` as rich text, a coloured dot before each type."""
+    return " ".join(f'<span style="color:{colour}">&#9679;</span> {kind}' for kind, colour in CELL_TYPE_COLOURS.items())
+
+
+def show_layers(layers, tuples):
+    """Add layer data tuples to a layer list; a tuple named like an existing layer updates it,
+    as napari does for a returned tuple: its data, then every keyword (scale, marker sizes,
+    colours, features...). A points layer coloured by a feature the new result lacks is
+    replaced in place, as napari cannot drop that colouring."""
+    for data, kwargs, kind in tuples:
+        layer = layers[kwargs["name"]] if kwargs["name"] in layers else None
+        if layer is None:
+            layers.append(Layer.create(data, kwargs, kind))
+        elif _loses_colour_feature(layer, kwargs):
+            index = layers.index(layer)
+            layers.remove(layer)
+            layers.insert(index, Layer.create(data, kwargs, kind))
+        else:
+            layer.data = data
+            for key, value in kwargs.items():
+                setattr(layer, key, value)
+
+
+def _loses_colour_feature(layer, kwargs):
+    """Whether a points layer's face is coloured by a feature that `kwargs` do not colour by."""
+    coloured_by_feature = getattr(layer, "face_color_mode", "direct") != "direct"
+    return coloured_by_feature and kwargs.get("face_color") not in kwargs.get("features", ())
 
 
 def points_table(data, features=None):

@@ -6,16 +6,20 @@ analysis logic lives here.
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox, Table, create_widget
+from magicgui.widgets import (ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox, Table, TextEdit,
+                              create_widget)
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
 
 import boneimg as bi
 
-from ._layers import image_from_layer, labels_layer, points_layer
+from ._layers import cell_type_legend, image_from_layer, labels_layer, nucleus_points, points_layer, show_layers
 from ._review import MeasurementsWidget, measurements_table
 
 _PIXEL_SIZE_TOOLTIP = "Pixel size in µm; 0 takes it from the image layer (its scale in µm)"
+_NUCLEUS_METHOD_TOOLTIP = ("auto: the trained model when one is installed (not on TRAP), else classical; "
+                           "classical: stain separation and watershed; model: the trained network, which "
+                           "also types each nucleus (tumour, immune, stromal, other)")
 
 
 class AnalysisWidget(Container):
@@ -66,7 +70,7 @@ class AnalysisWidget(Container):
         self.status.value = "running..."
         self.run_button.enabled, self.cancel_button.enabled = False, True
 
-        @thread_worker(progress={"total": 0})
+        @thread_worker(progress={"total": 0}, ignore_errors=True)  # errored is connected below
         def work():
             return self.analyse(image)
 
@@ -90,15 +94,7 @@ class AnalysisWidget(Container):
         show_error(str(exc))
 
     def _finished(self, image, result):
-        for data, kwargs, kind in self.show(image, result):
-            name = kwargs["name"]
-            if name in self._viewer.layers:  # re-running updates the layer in place
-                layer = self._viewer.layers[name]
-                layer.data, layer.metadata = data, kwargs["metadata"]
-                if "features" in kwargs:
-                    layer.features = kwargs["features"]
-            else:
-                getattr(self._viewer, f"add_{kind}")(data, **kwargs)
+        show_layers(self._viewer.layers, self.show(image, result))  # re-running updates the layers
         self.show_measurements(result)
         self.status.value = "done"
 
@@ -117,12 +113,19 @@ class SectionWidget(AnalysisWidget):
         self.stain = ComboBox(label="stain", choices=["auto", "he", "trap"], value="auto")
         self.min_nuclei = SpinBox(label="min nuclei per osteoclast", value=1, min=1, max=20)
         self.contact_um = FloatSpinBox(label="bone contact (µm)", value=3.0, min=0.0, max=100.0)
-        super().__init__(viewer, [self.stain, self.min_nuclei, self.contact_um], table=False)
+        self.nucleus_method = ComboBox(label="nucleus method", choices=["auto", "classical", "model"], value="auto",
+                                       tooltip=_NUCLEUS_METHOD_TOOLTIP)
+        super().__init__(viewer, [self.stain, self.nucleus_method, self.min_nuclei, self.contact_um], table=False)
+        self.legend = Label(label="nucleus types", value=cell_type_legend(), visible=False)
+        self.notes = TextEdit(label="notes", value="")
+        self.notes.read_only = True
+        self.extend([self.legend, self.notes])
         self.review = None
 
     def analyse(self, image):
         return bi.analyze_section(image, stain=self.stain.value, min_nuclei=self.min_nuclei.value,
-                                  contact_um=self.contact_um.value)
+                                  contact_um=self.contact_um.value,
+                                  nuclei_params={"method": self.nucleus_method.value})
 
     def layer_names(self):
         """Names of the result layers: regions, nuclei, nucleus centres, osteoclast cells, osteoclasts."""
@@ -135,13 +138,15 @@ class SectionWidget(AnalysisWidget):
         return [
             labels_layer(result.regions, image, regions, parameters=result.parameters, opacity=0.35),
             labels_layer(result.nuclei.labels, image, nuclei, opacity=0.6),
-            points_layer(result.nuclei.table, image, centres, size=4, face_color="yellow", border_width=0),
+            nucleus_points(result.nuclei.table, image, centres, size=4),
             labels_layer(result.osteoclast_labels, image, cells, opacity=0.6),
             points_layer(result.osteoclasts, image, osteoclasts, size=_diameter_px(result.osteoclasts, image),
                          face_color="transparent", border_color="lime", symbol="ring"),
         ]
 
     def show_measurements(self, result):
+        self.legend.visible = "cell_type" in result.nuclei.table
+        self.notes.value = "\n".join(f"{key}: {note}" for key, note in result.notes.items())
         if self.review is None:
             self.review = MeasurementsWidget(self._viewer)
             self._viewer.window.add_dock_widget(self.review, name="boneimg measurements")

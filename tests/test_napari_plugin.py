@@ -105,3 +105,33 @@ def test_points_writer_pixels_and_microns(plugin, tmp_path):
     assert table[["x", "y"]].values.tolist() == [[20.0, 10.0], [5.0, 30.0]]
     assert table[["x_um", "y_um"]].values.tolist() == [[10.0, 5.0], [2.5, 15.0]]
     assert table["cell_type"].tolist() == ["tumour", "immune"]
+
+
+def test_nucleus_points_coloured_by_cell_type_and_updated_on_rerun():
+    import pandas as pd
+    from napari.components import ViewerModel
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    from boneimg_napari._layers import CELL_TYPE_COLOURS, nucleus_points, show_layers
+
+    image = bi.Image(np.zeros((20, 20, 3), np.uint8), "yxc", (0.5, 0.5))
+    types = ["tumour", "immune", "stromal", "other", "tumour"]
+    typed = pd.DataFrame({"label": range(1, 6), "x": range(5), "y": range(5), "cell_type": types})
+    viewer = ViewerModel()
+    viewer.add_image(image.data, rgb=True, name="section")
+    show_layers(viewer.layers, [nucleus_points(typed, image, "centres", size=4)])
+    layer = viewer.layers["centres"]
+    np.testing.assert_allclose(layer.face_color, transform_color([CELL_TYPE_COLOURS[t] for t in types]))
+    np.testing.assert_allclose(layer.scale, [0.5, 0.5])
+
+    # a classical rerun has no cell types: the layer becomes yellow, where it was, without warnings
+    show_layers(viewer.layers, [nucleus_points(typed.drop(columns="cell_type")[:2], image, "centres", size=6)])
+    untyped = viewer.layers["centres"]
+    assert [l.name for l in viewer.layers] == ["section", "centres"] and "cell_type" not in untyped.features
+    np.testing.assert_allclose(untyped.face_color, transform_color(["yellow"] * 2))
+    np.testing.assert_array_equal(untyped.size, 6)
+
+    show_layers(viewer.layers, [nucleus_points(typed, image, "centres", size=5)])  # updated in place
+    assert viewer.layers["centres"] is untyped and len(untyped.data) == 5
+    np.testing.assert_allclose(untyped.face_color, transform_color([CELL_TYPE_COLOURS[t] for t in types]))
+    np.testing.assert_array_equal(untyped.size, 5)

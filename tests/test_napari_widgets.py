@@ -38,9 +38,39 @@ def test_section_widget_adds_results_with_scale(make_napari_viewer, qtbot):
     assert {"label", "n_nuclei", "on_bone"} <= set(osteoclasts.features.columns)
     _wait_measured(widget.review, qtbot)  # the measurements open in the review dock
     assert _table_value(widget.review, "N.Oc") == expected.measurements["N.Oc"]
+    assert f"stain: {expected.notes['stain']}" in widget.notes.value.splitlines()  # why TRAP was chosen
+    assert not widget.legend.visible  # classical nuclei have no cell types
 
+    centres = viewer.layers["trap nucleus centres"]
+    osteoclasts.size, centres.size = 1, 1
     _run(widget, qtbot)  # re-running updates the layers instead of adding new ones
     assert [l.name for l in viewer.layers].count("trap regions") == 1
+    assert viewer.layers["trap osteoclasts"] is osteoclasts and viewer.layers["trap nucleus centres"] is centres
+    diameter_px = 2 * np.sqrt(expected.osteoclasts["area_um2"].to_numpy() / np.pi) / 0.5
+    np.testing.assert_allclose(osteoclasts.size, np.maximum(diameter_px, 10))  # marker sizes follow the result
+    np.testing.assert_array_equal(centres.size, 4)
+
+
+def test_nucleus_method_reaches_segmentation(make_napari_viewer, qtbot):
+    from boneimg.histology.nuclei import model_weights_available
+    from boneimg_napari._layers import image_layer
+    from boneimg_napari._widgets import SectionWidget
+
+    viewer = make_napari_viewer()
+    data, kwargs, _ = image_layer(sections.he_section((256, 256), 0.5, seed=3).image, "he")
+    widget = SectionWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.image_layer.value = viewer.add_image(data, **kwargs)
+    widget.nucleus_method.value = "model"
+    widget.run()
+    qtbot.waitUntil(lambda: widget.status.value == "done" or widget.status.value.startswith("failed"),
+                    timeout=120_000)
+    if model_weights_available():  # the model types the nuclei: their points are coloured by type
+        assert widget.status.value == "done" and widget.legend.visible
+        assert viewer.layers["he regions"].metadata["parameters"]["nuclei"]["method"] == "model"
+        assert viewer.layers["he nucleus centres"].face_color_mode == "cycle"
+    else:
+        assert "method='model' needs trained nucleus-model weights" in widget.status.value
 
 
 def test_ct_widget_labels_lesions(make_napari_viewer, qtbot):
@@ -187,9 +217,9 @@ def test_export_annotations_widget(reviewed, tmp_path):
     np.testing.assert_allclose(points[["x", "y"]], expected.nuclei.table[["x", "y"]])
 
 
-def test_study_widget_runs_and_opens_report(qtbot, tmp_path, monkeypatch):
+def test_study_widget_cancels_resumes_and_opens_report(qtbot, tmp_path, monkeypatch):
     from boneimg.sample_data.studies import radiograph_study
-    from boneimg_napari._study import StudyWidget
+    from boneimg_napari._study import CANCELLED, StudyWidget
 
     study = radiograph_study(tmp_path / "study", arms={"vehicle": 1.0, "treated": 0.4}, n_animals=2, n_images=1,
                              pixel_size_um=50.0)
@@ -198,9 +228,20 @@ def test_study_widget_runs_and_opens_report(qtbot, tmp_path, monkeypatch):
     widget.design.value = tmp_path / "study" / "design.csv"
     widget.out_dir.value = tmp_path / "results"
     widget.workers.value = 1
+    shown = []
+    widget.progress.changed.connect(shown.append)
     widget.run_button.clicked.emit()
-    qtbot.waitUntil(lambda: widget.status.value.startswith(("done", "failed")), timeout=120_000)
+    assert widget.cancel_button.enabled
+    widget.cancel_button.clicked.emit()  # during the first image: the study stops after it
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=120_000)
+    assert widget.status.value == CANCELLED
+    assert len(list((tmp_path / "results" / "records").glob("*.json"))) == 1
+    assert not (tmp_path / "results" / "report.html").exists() and not widget.report_button.enabled
+
+    widget.run_button.clicked.emit()  # resumes: the image done is not analysed again
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=120_000)
     assert widget.status.value == "done: 4 images analysed, 0 failed"
+    assert shown == [1, 2, 3, 4] and widget.progress.max == 4
     assert len(widget.study.images) == len(study.design) and (tmp_path / "results" / "report.html").exists()
     opened = []
     monkeypatch.setattr("webbrowser.open", opened.append)
