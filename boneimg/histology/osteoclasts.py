@@ -15,13 +15,14 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
-from skimage import filters, measure, morphology, segmentation
+from skimage import filters, measure, morphology, segmentation, transform
 
 from .. import _validate
 from ..errors import BoneImgError
 from .histomorphometry import TUMOUR, _spacing, edge_pixels
 
 _STAINED_OD = 0.1  # summed optical density of stained cells against glass (cultures)
+_CULTURE_NECK_RATIO = 0.85  # touching cultured cells part where the outline narrows to 85 % of the smaller
 
 #: Columns of the osteoclast table, in order.
 COLUMNS = ("label", "x", "y", "area_um2", "n_nuclei", "on_bone", "bone_gap_um", "at_tumour", "counted",
@@ -180,6 +181,7 @@ def find_osteoclasts(trap, spacing_um, *, bone=None, nuclei_labels=None, regions
     density = None
     if culture and optical_density is not None:
         density = ndi.gaussian_filter(np.asarray(optical_density, np.float32), (0.5 / sy, 0.5 / sx))
+        density -= glass_density(density, (sy, sx))
         cores, _ = ndi.label(cells)
         cells = segmentation.watershed(-smooth, cores, mask=density > _STAINED_OD) > 0
     near = ndi.distance_transform_edt(~cells, sampling=(sy, sx)) <= 6.0 if cells.any() else cells
@@ -190,7 +192,11 @@ def find_osteoclasts(trap, spacing_um, *, bone=None, nuclei_labels=None, regions
         cells |= _owners(nuclei, ndi.label(cells)[0], (sy, sx))[nuclei] > 0
     cells = morphology.remove_small_holes(cells, max_size=int(max_hole_um2 / pixel_um2))
     cells = morphology.remove_small_objects(cells, max_size=int(min_area_um2 / pixel_um2))
-    labels = _split(cells, (sy, sx), split_um, min_area_um2)
+    if culture:  # spread cells of every size: relative necks, and every cell holds a nucleus
+        labels = _split(cells, (sy, sx), split_um, min_area_um2, neck_ratio=_CULTURE_NECK_RATIO,
+                        nuclei=None if nuclei is None else nuclei > 0)
+    else:
+        labels = _split(cells, (sy, sx), split_um, min_area_um2)
     table = osteoclast_table(labels, (sy, sx), nuclei=nuclei, bone=bone, regions=regions, contact_um=contact_um,
                              min_nuclei=min_nuclei, culture=culture, trap=trap)
     parameters = {"threshold_od": round(level, 4), "threshold": threshold, "floor_od": floor,
@@ -198,6 +204,22 @@ def find_osteoclasts(trap, spacing_um, *, bone=None, nuclei_labels=None, regions
                   "min_area_um2": min_area_um2, "max_hole_um2": max_hole_um2, "split_um": split_um,
                   "contact_um": contact_um, "min_nuclei": int(min_nuclei), "culture": bool(culture)}
     return Osteoclasts(labels, nuclei, table, parameters)
+
+
+def glass_density(density, spacing_um, *, block_um=8.0, window_um=400.0, quantile=10):
+    """Optical density of the bare glass around each pixel: uneven illumination (darker image
+    corners, up to 0.1 summed optical density) would otherwise read as pale stained cytoplasm.
+
+    The `quantile` percentile of 8 µm block medians over a 400 µm window, smoothed: wide
+    enough that a window is never mostly cell even beside a spread osteoclast 250 µm across.
+    """
+    spacing = _spacing(spacing_um)
+    block = tuple(max(1, round(block_um / s)) for s in spacing)
+    coarse = measure.block_reduce(density, block, np.median)
+    size = tuple(max(1, round(window_um / block_um)) for _ in spacing)
+    level = ndi.percentile_filter(coarse, quantile, size=size, mode="reflect")
+    level = ndi.gaussian_filter(level, [n / 4 for n in size], mode="reflect")
+    return transform.resize(level, density.shape, order=1, mode="edge").astype(np.float32)
 
 
 def cell_nuclei(hematoxylin, spacing_um, *, nuclei_labels=None, within=None, min_nucleus_um2=10.0):
@@ -280,8 +302,10 @@ def _owners(nuclei, cells, spacing):
     return owner
 
 
-def _split(cells, spacing, split_um, min_area_um2):
-    """Label the cells, splitting touching ones at necks at least `split_um` deep."""
+def _split(cells, spacing, split_um, min_area_um2, *, neck_ratio=None, nuclei=None):
+    """Label the cells, splitting touching ones at necks at least `split_um` deep (or, with
+    `neck_ratio`, necks at most that fraction of the lower dome's height); with `nuclei`
+    (bool mask) a piece holding no nucleus is a lobe of its neighbour, not a cell."""
     components, n = ndi.label(cells)
     if split_um <= 0 or n == 0:
         return components.astype(np.int32)
@@ -289,31 +313,41 @@ def _split(cells, spacing, split_um, min_area_um2):
     count = 0
     for index, box in enumerate(ndi.find_objects(components), 1):  # one cell cluster at a time: fast
         padded = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
-        pieces = _split_one(components[padded] == index, spacing, split_um, min_area_um2)
+        pieces = _split_one(components[padded] == index, spacing, split_um, min_area_um2, neck_ratio,
+                            None if nuclei is None else nuclei[padded])
         out[padded] += np.where(pieces > 0, pieces + count, 0).astype(np.int32)
         count += int(pieces.max())
     return out
 
 
-def _split_one(mask, spacing, split_um, min_area_um2):
-    """Pieces (labels 1..k) of one connected cell cluster, split at necks `split_um` deep."""
+def _split_one(mask, spacing, split_um, min_area_um2, neck_ratio=None, nuclei=None):
+    """Pieces (labels 1..k) of one connected cell cluster, split at necks (see :func:`_split`)."""
     depth = ndi.distance_transform_edt(np.pad(mask, 1), sampling=spacing)[1:-1, 1:-1]
-    # One marker per dome of the distance map rising split_um or more above the necks around it:
-    # the cap of the dome above (its top - split_um) is one connected region, where the tops
-    # alone (skimage's h_maxima) may be several pixels apart on a symmetric dome.
-    residue = depth - morphology.reconstruction(depth - split_um, depth)
+    # Relative necks are absolute ones in log(depth): a neck at most r x the top is a dome
+    # rising log(1/r) above it. Cultured cells span 10-250 µm, so no one depth in µm fits all.
+    if neck_ratio:
+        surface, h = np.log(np.maximum(depth, min(spacing) / 2)), -np.log(neck_ratio)
+    else:
+        surface, h = depth, split_um
+    # One marker per dome of the surface rising h or more above the necks around it: the cap
+    # of the dome above (its top - h) is one connected region, where the tops alone
+    # (skimage's h_maxima) may be several pixels apart on a symmetric dome.
+    residue = surface - morphology.reconstruction(surface - h, surface)
     caps, n_caps = ndi.label(residue > 1e-6, structure=np.ones((3, 3)))
     if n_caps <= 1:
         return mask.astype(np.int32)
     height = np.zeros(n_caps + 1)
     height[1:] = ndi.maximum(residue, caps, np.arange(1, n_caps + 1))
-    markers = np.where(height[caps] >= split_um - 1e-6, caps, 0)
+    markers = np.where(height[caps] >= h - 1e-6, caps, 0)
     pieces = segmentation.watershed(-depth, markers, mask=mask)
-    # a piece smaller than a cell is a lobe of its neighbour, unless the whole cluster is that small
+    # a piece smaller than a cell (or holding no nucleus) is a lobe of its neighbour, unless
+    # the whole cluster is such a piece
     area = np.bincount(pieces.ravel()) * spacing[0] * spacing[1]
     lobe = area < min_area_um2
+    if nuclei is not None:
+        lobe |= np.bincount(pieces.ravel(), weights=nuclei.ravel(), minlength=area.size) == 0
     lobe[0] = False
-    if lobe.any() and area[1:].max() >= min_area_um2:
+    if lobe.any() and not lobe[1:].all():
         pieces = segmentation.watershed(-depth, np.where(lobe[pieces], 0, pieces), mask=mask)
     return segmentation.relabel_sequential(pieces)[0].astype(np.int32)
 

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 import pandas as pd
-from skimage import segmentation, transform
+from skimage import segmentation
 
 from .._version import __version__
 from ..errors import BoneImgError
@@ -20,6 +20,7 @@ from . import nuclei as _nuclei
 from . import stains as _stains
 from .histomorphometry import BONE, TUMOUR, section_measurements
 from .osteoclasts import _empty_table, find_osteoclasts, osteoclast_table
+from .pixels import downsample, read_block, to_rgb8, white_level
 
 STAINS = ("auto", "he", "trap")
 _OSTEOCLAST_OPTIONS = ("threshold", "floor", "smoothing_um", "min_area_um2", "max_hole_um2", "split_um")
@@ -100,7 +101,7 @@ def _working_rgb(img, grid):
     if data.dtype == bool or data.dtype.kind not in "uf":
         raise BoneImgError(f"expected an image of unsigned integers or floats, got dtype {data.dtype}",
                            path=img.path)
-    white = _nuclei._white_level(data)
+    white = white_level(data)
     out = np.empty(grid.shape + (3,), np.float32)
     factor, (h, w) = grid.factor, grid.input_shape
     k = grid.block  # an integer factor is an exact mean over k x k blocks, several times cheaper
@@ -110,7 +111,7 @@ def _working_rgb(img, grid):
         y1 = min(y0 + band, grid.shape[0])
         iy0 = y0 * k if k else max(0, int(math.floor(y0 * factor)) - reach)
         iy1 = min(h, y1 * k if k else int(math.ceil(y1 * factor)) + reach)
-        block = _nuclei._to_rgb8(_nuclei._read(data, slice(iy0, iy1), slice(None)), white)
+        block = to_rgb8(read_block(data, slice(iy0, iy1), slice(None)), white)
         values = block.astype(np.float32) * np.float32(1 / 255)
         if k:
             values = np.pad(values, ((0, (y1 - y0) * k - values.shape[0]), (0, grid.shape[1] * k - w), (0, 0)),
@@ -118,7 +119,7 @@ def _working_rgb(img, grid):
             out[y0:y1] = values.reshape(y1 - y0, k, grid.shape[1], k, 3).mean(axis=(1, 3))
         else:
             for c in range(3):
-                out[y0:y1, :, c] = _nuclei._downsample(values[..., c], factor, (y0, 0, iy0, 0),
+                out[y0:y1, :, c] = downsample(values[..., c], factor, (y0, 0, iy0, 0),
                                                         (y1 - y0, grid.shape[1]))
     return out, img.axes == "yx"
 

@@ -131,7 +131,7 @@ def segment(img, px, *, model, tile_size_px=2048, device="cpu"):
     info : dict
         Provenance: model name, checksum, working grid, tiling.
     """
-    from ..histology.nuclei import _disk_backed_labels, _read, _to_rgb8, _white_level
+    from ..histology.pixels import disk_backed_labels, read_block, to_rgb8, white_level
     from .weights import load_model
 
     net, meta = load_model(model, device)
@@ -141,15 +141,15 @@ def segment(img, px, *, model, tile_size_px=2048, device="cpu"):
     window = max(64, int(round(tile_size_px * wpx / px)))  # input pixels per window side
     margin = int(math.ceil(MARGIN_UM / px))
     tiled = img.is_lazy or h > window or w > window
-    labels = _disk_backed_labels((h, w)) if img.is_lazy else np.zeros((h, w), np.int32)
-    white = _white_level(data)
+    labels = disk_backed_labels((h, w)) if img.is_lazy else np.zeros((h, w), np.int32)
+    white = white_level(data)
     tables, next_label = [], 1
     for y0 in range(0, h, window):
         for x0 in range(0, w, window):
             y1, x1 = min(h, y0 + window), min(w, x0 + window)
             wy0, wx0 = (max(0, y0 - margin), max(0, x0 - margin)) if tiled else (0, 0)
             wy1, wx1 = (min(h, y1 + margin), min(w, x1 + margin)) if tiled else (h, w)
-            rgb8 = _to_rgb8(_read(data, slice(wy0, wy1), slice(wx0, wx1)), white)
+            rgb8 = to_rgb8(read_block(data, slice(wy0, wy1), slice(wx0, wx1)), white)
             block, table = segment_block(net, meta, rgb8, px, device=device)
             table["x"] += wx0
             table["y"] += wy0

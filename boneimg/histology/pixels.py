@@ -1,0 +1,77 @@
+"""Reading image pixels for the histology analyses and the nucleus model: white level, 8-bit
+RGB, blocks of lazy arrays, anti-aliased resampling to a working grid, disk-backed labels."""
+
+import math
+import tempfile
+
+import numpy as np
+from scipy import ndimage as ndi
+
+
+def white_level(data):
+    """Value of full white: 255 for uint8, the bit depth used for uint16 (4095 for 12-bit data),
+    1 for floats and booleans. Computed once for the whole image so every tile agrees."""
+    if data.dtype == bool or data.dtype.kind == "f":
+        return 1.0
+    if data.dtype == np.uint8:
+        return 255.0
+    top = data.max()
+    top = int(top.compute() if hasattr(top, "compute") else top)
+    for bits in (8, 10, 12, 14, 16, 32, 64):
+        if top <= 2 ** bits - 1:
+            return float(min(2 ** bits - 1, np.iinfo(data.dtype).max))
+    return float(np.iinfo(data.dtype).max)
+
+
+def to_rgb8(block, white):
+    """uint8 RGB from an (M, N), (M, N, 3) or (M, N, 4) block: greyscale repeated, RGBA
+    composited on white glass, other dtypes scaled by the image-wide white level."""
+    block = np.asarray(block)
+    if block.ndim == 3 and block.shape[-1] == 4:
+        alpha = block[..., 3:].astype(np.float32) / np.float32(white)
+        block = block[..., :3].astype(np.float32) * alpha + np.float32(white) * (1 - alpha)
+    if block.dtype != np.uint8:
+        scaled = block.astype(np.float32) * np.float32(255.0 / white)
+        block = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    if block.ndim == 2:
+        block = np.repeat(block[..., None], 3, axis=2)
+    return block
+
+
+def _work_coords(start, stop, factor):
+    """Input-grid coordinate of the centre of working pixels start..stop-1."""
+    return (np.arange(start, stop) + 0.5) * factor - 0.5
+
+
+def downsample(values, factor, origin, shape):
+    """Working-grid samples (origin, shape in working pixels, relative to the block) of an
+    input-grid block whose first pixel is input pixel origin_in = origin * factor (anti-aliased)."""
+    if factor == 1.0:
+        return values
+    smoothed = ndi.gaussian_filter(values, sigma=0.5 * math.sqrt(factor ** 2 - 1), mode="nearest")
+    rows = _work_coords(origin[0], origin[0] + shape[0], factor) - origin[2]
+    cols = _work_coords(origin[1], origin[1] + shape[1], factor) - origin[3]
+    rows = np.clip(rows, 0, values.shape[0] - 1)
+    cols = np.clip(cols, 0, values.shape[1] - 1)
+    # separable linear interpolation: rows then columns
+    r0 = np.floor(rows).astype(int)
+    r1 = np.minimum(r0 + 1, values.shape[0] - 1)
+    fr = (rows - r0).astype(np.float32)[:, None]
+    tmp = smoothed[r0] * (1 - fr) + smoothed[r1] * fr
+    c0 = np.floor(cols).astype(int)
+    c1 = np.minimum(c0 + 1, values.shape[1] - 1)
+    fc = (cols - c0).astype(np.float32)[None, :]
+    return (tmp[:, c0] * (1 - fc) + tmp[:, c1] * fc).astype(np.float32)
+
+
+def read_block(data, rows, cols):
+    """`data[rows, cols]` as a numpy array, computed if `data` is lazy (dask)."""
+    block = data[rows, cols]
+    return np.asarray(block.compute() if hasattr(block, "compute") else block)
+
+
+def disk_backed_labels(shape):
+    """Zeroed int32 array in an anonymous temporary file (freed with the array)."""
+    with tempfile.TemporaryFile(prefix="boneimg-nuclei-") as handle:
+        # the memory map keeps its own descriptor; the unlinked file lives as long as the map
+        return np.memmap(handle, dtype=np.int32, mode="w+", shape=shape)
