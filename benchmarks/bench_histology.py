@@ -1,12 +1,15 @@
 """Nucleus detection and segmentation against annotated H&E sets and synthetic sections.
 
-Runs :func:`boneimg.segment_nuclei` (defaults, classical path) on
+Runs :func:`boneimg.segment_nuclei` with defaults, once per method (classical path and the
+shipped trained model, ``--methods``), on
 
 - CRCHisto (``../shared/data/histology/crchisto``), the validation split of ``split.csv`` by
   default (``--crchisto-split all`` for all 80), 0.55 µm/px, points matched within 6 px;
 - BM_GRAZ (``bm_graz``), 0.37 µm/px, points matched within 3.3 µm;
 - CPM-15 (``cpm15``), pixel size per ``images.csv``, instance labels: AJI, PQ, and detection
   with the label centroids matched within 3.3 µm;
+  for these two, by default only the images the model never saw in training (``--split test``:
+  BM_GRAZ patients 0003 and 0006, CPM-15 image03/06/09/12/15; ``--split all`` for every image);
 - synthetic H&E sections (``sample_data.sections.he_section``) with exact labels, the same
   field of view at 0.5 and 0.25 µm/px (20x and 40x);
 - a mosaic of CRCHisto tiles large enough to be processed in tiles (throughput of that path);
@@ -18,9 +21,10 @@ Prints per data set: n images, precision / recall / F1 (pooled over the images),
 true count, AJI and PQ (mean per image) where labels exist, and throughput in megapixels of
 input per second of CPU time (one thread: the script pins BLAS/OpenMP to one thread, and CPU
 time does not count waiting for a busy machine) and per second of wall time. Then each target
-of the issue with the value reached and PASS/FAIL. Always exits 0.
+of the issues (3: classical, 5: model) with the value reached and PASS/FAIL, and the model's
+inference speed with 2 torch threads. Always exits 0.
 
-    python benchmarks/bench_histology.py                 # everything, about 3 minutes
+    python benchmarks/bench_histology.py                 # everything, about 6 minutes
     python benchmarks/bench_histology.py --sets crchisto,cpm15
     python benchmarks/bench_histology.py --crchisto-split all --synthetic-seeds 3
 """
@@ -46,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import boneimg as bi  # noqa: E402
+from boneimg.models import datasets  # noqa: E402
 from boneimg.metrics import aggregated_jaccard_index, label_centroids, match_points, panoptic_quality  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "histology"
@@ -59,6 +64,7 @@ class Case:
     true_xy: np.ndarray
     radius_px: float
     true_labels: np.ndarray | None = None
+    true_types: np.ndarray | None = None
 
 
 @dataclass
@@ -70,6 +76,7 @@ class Tally:
     fn: int = 0
     aji: list = field(default_factory=list)
     pq: list = field(default_factory=list)
+    tumour: list = field(default_factory=lambda: [0, 0, 0])  # tp, fp, fn of the tumour class
     megapixels: float = 0.0
     cpu_s: float = 0.0
     wall_s: float = 0.0
@@ -84,6 +91,10 @@ class Tally:
         if case.true_labels is not None:
             self.aji.append(aggregated_jaccard_index(case.true_labels, nuclei.labels))
             self.pq.append(panoptic_quality(case.true_labels, nuclei.labels).pq)
+        if case.true_types is not None and "cell_type" in nuclei.table:
+            predicted = nuclei.xy()[(nuclei.table["cell_type"] == "tumour").to_numpy()]
+            t = match_points(predicted, case.true_xy[case.true_types == "tumour"], case.radius_px)
+            self.tumour = [self.tumour[0] + t.tp, self.tumour[1] + t.fp, self.tumour[2] + t.fn]
         h, w = case.image.spatial_shape
         self.megapixels += h * w / 1e6
         self.cpu_s += cpu_s
@@ -106,6 +117,11 @@ class Tally:
         return (self.tp + self.fp) / (self.tp + self.fn) if self.tp + self.fn else float("nan")
 
     @property
+    def tumour_f1(self):
+        tp, fp, fn = self.tumour
+        return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+
+    @property
     def mean_aji(self):
         return float(np.mean(self.aji)) if self.aji else float("nan")
 
@@ -122,35 +138,23 @@ class Tally:
         return self.megapixels / self.wall_s if self.wall_s else float("nan")
 
 
-def _png(path, px):
-    return bi.load(path, pixel_size_um=px)
+def _case(record):
+    from boneimg.models.evaluate import match_radius_px
+
+    return Case(record.name, record.image, np.asarray(record.centres(), float), match_radius_px(record),
+                record.labels, record.cell_types)
 
 
 def crchisto_cases(root, split):
-    folder = root / "crchisto"
-    table = pd.read_csv(folder / "split.csv")
-    names = table["image"] if split == "all" else table.loc[table["split"] == split, "image"]
-    for name in names:
-        points = pd.read_csv(folder / "points" / f"{name}.csv")
-        yield Case(name, _png(folder / "images" / f"{name}.png", 0.55), points[["x", "y"]].to_numpy(float), 6.0)
+    return [_case(r) for r in datasets.crchisto(root) if split == "all" or r.split == split]
 
 
-def bm_graz_cases(root):
-    folder = root / "bm_graz"
-    for path in sorted((folder / "images").glob("*.png")):
-        points = pd.read_csv(folder / "points" / f"{path.stem}.csv")
-        yield Case(path.stem, _png(path, 0.37), points[["x", "y"]].to_numpy(float), 3.3 / 0.37)
+def bm_graz_cases(root, split):
+    return [_case(r) for r in datasets.bm_graz(root) if split == "all" or r.split == split]
 
 
-def cpm15_cases(root):
-    import tifffile
-
-    folder = root / "cpm15"
-    for _, row in pd.read_csv(folder / "images.csv").iterrows():
-        px = float(row["um_per_px_approx"])
-        labels = tifffile.imread(folder / "labels" / row["labels"]).astype(np.int32)
-        _, xy = label_centroids(labels)
-        yield Case(Path(row["image"]).stem, _png(folder / "images" / row["image"], px), xy, 3.3 / px, labels)
+def cpm15_cases(root, split):
+    return [_case(r) for r in datasets.cpm15(root) if split == "all" or r.split == split]
 
 
 def synthetic_cases(seeds, field_um):
@@ -257,70 +261,30 @@ def verdict(ok):
     return "PASS" if ok else "FAIL"
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding crchisto/, bm_graz/, cpm15/")
-    parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated subset of {','.join(SETS)}")
-    parser.add_argument("--crchisto-split", default="validation", choices=("validation", "train", "all"))
-    parser.add_argument("--synthetic-seeds", type=int, default=2, help="synthetic sections per pixel size")
-    parser.add_argument("--synthetic-field-um", type=float, default=512.0, help="side of the synthetic field, µm")
-    parser.add_argument("--mosaic-px", type=int, default=4000, help="side of the tiled-path mosaic, px")
-    args = parser.parse_args(argv)
-    wanted = [s.strip() for s in args.sets.split(",") if s.strip()]
-    unknown = set(wanted) - set(SETS)
-    if unknown:
-        parser.error(f"unknown sets {sorted(unknown)}; choose from {SETS}")
+def model_speed(root, threads):
+    """Model inference throughput on the CRCHisto validation mosaic with `threads` torch threads:
+    (input MP/s of wall time, input MP/s of CPU time)."""
+    import torch
 
-    print(f"boneimg {bi.__version__} segment_nuclei (classical, defaults); python {platform.python_version()}, "
-          f"{os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}; data {args.data}")
-    real_data = args.data.is_dir()
-    if not real_data:
-        print(f"real data folder {args.data} missing: real sets skipped")
-    tallies, by_name = [], {}
-    seeds = list(range(args.synthetic_seeds))
+    torch.set_num_threads(threads)
+    case = mosaic_case(root, 2000)
+    bi.segment_nuclei(case.image.data[:256, :256], pixel_size_um=0.55, method="model")  # warm-up
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    bi.segment_nuclei(case.image, method="model")
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    mp = case.image.spatial_shape[0] * case.image.spatial_shape[1] / 1e6
+    return mp / wall, mp / cpu
 
-    def record(key, tally):
-        tallies.append(tally)
-        by_name[key] = tally
 
-    if real_data and "crchisto" in wanted:
-        record("crchisto", run_cases(f"CRCHisto {args.crchisto_split} (6 px)",
-                                     crchisto_cases(args.data, args.crchisto_split)))
-    if real_data and "bm_graz" in wanted:
-        record("bm_graz", run_cases("BM_GRAZ (3.3 µm)", bm_graz_cases(args.data)))
-    if real_data and "cpm15" in wanted:
-        record("cpm15", run_cases("CPM-15 (3.3 µm; labels)", cpm15_cases(args.data)))
-    if "synthetic" in wanted:
-        cases = list(synthetic_cases(seeds, args.synthetic_field_um))
-        record("synthetic_0.5", run_cases("synthetic H&E 0.5 µm/px (3.3 µm; labels)", cases[:len(seeds)]))
-        record("synthetic_0.25", run_cases("synthetic H&E 0.25 µm/px (3.3 µm; labels)", cases[len(seeds):]))
-    if real_data and "mosaic" in wanted:
-        record("mosaic", run_cases("CRCHisto val. mosaic, tiled path (6 px)", [mosaic_case(args.data, args.mosaic_px)]))
-    print()
-    print_table(tallies)
-    print("Detection scores pooled over the images (one-to-one matching); AJI, PQ mean per image; "
-          "MP/s = input megapixels per second of CPU time (one thread) and of wall time.")
-
-    if "synthetic" in wanted:
-        print("\nSame synthetic field at 0.5 and 0.25 µm/px (20x vs 40x): nuclei counted")
-        for seed, a, b in synthetic_scale_check(seeds, args.synthetic_field_um):
-            print(f"  seed {seed}: {a} vs {b} ({100 * (b - a) / max(a, 1):+.1f} %)")
-
-    oc_ratio, oc_note = (None, "not requested")
-    if "trap" in wanted:
-        oc_ratio, oc_note = osteoclast_count_error(seeds, 1024.0)
-    print(f"\nOsteoclast count (synthetic TRAP, predicted/true N.Oc): {fmt(oc_ratio, 2)} ({oc_note})")
-
-    print("\nTargets (issue 3)                                   reached           verdict")
+def targets_classical(by_name):
     rows = []
     if "crchisto" in by_name:
         t = by_name["crchisto"]
-        rows.append((f"CRCHisto {args.crchisto_split}: F1 >= 0.80 (SC-CNN 0.802)", f"F1 {fmt(t.f1)}", t.f1 >= 0.80))
+        rows.append(("CRCHisto: F1 >= 0.80 (SC-CNN 0.802)", f"F1 {fmt(t.f1)}", t.f1 >= 0.80))
     if "bm_graz" in by_name:
         t = by_name["bm_graz"]
         rows.append(("BM_GRAZ: F1 >= 0.85", f"F1 {fmt(t.f1)}", t.f1 >= 0.85))
-        rows.append(("BM_GRAZ: predicted/true count 0.9-1.1", f"{fmt(t.count_ratio, 2)}",
-                     0.9 <= t.count_ratio <= 1.1))
+        rows.append(("BM_GRAZ: predicted/true count 0.9-1.1", f"{fmt(t.count_ratio, 2)}", 0.9 <= t.count_ratio <= 1.1))
     if "cpm15" in by_name:
         t = by_name["cpm15"]
         rows.append(("CPM-15: AJI >= 0.60", f"AJI {fmt(t.mean_aji)}", t.mean_aji >= 0.60))
@@ -333,8 +297,110 @@ def main(argv=None):
     if "mosaic" in by_name:
         t = by_name["mosaic"]
         rows.append(("throughput >= 2 MP/s, tiled path (CPU time)", f"{fmt(t.mps_cpu, 2)} MP/s", t.mps_cpu >= 2.0))
-    for what, reached, ok in rows:
-        print(f"  {what:50s} {reached:17s} {verdict(ok)}")
+    return rows
+
+
+def targets_model(by_name, speed):
+    rows = []
+    if "crchisto" in by_name:
+        t = by_name["crchisto"]
+        rows.append(("CRCHisto validation: F1 >= 0.82", f"F1 {fmt(t.f1)}", t.f1 >= 0.82))
+        rows.append(("CRCHisto validation: epithelial (tumour) F1 >= 0.70", f"F1 {fmt(t.tumour_f1)}",
+                     t.tumour_f1 >= 0.70))
+    if "bm_graz" in by_name:
+        t = by_name["bm_graz"]
+        rows.append(("BM_GRAZ: F1 >= 0.85", f"F1 {fmt(t.f1)}", t.f1 >= 0.85))
+    if "cpm15" in by_name:
+        t = by_name["cpm15"]
+        rows.append(("CPM-15: AJI >= 0.60", f"AJI {fmt(t.mean_aji)}", t.mean_aji >= 0.60))
+        rows.append(("CPM-15: PQ >= 0.55", f"PQ {fmt(t.mean_pq)}", t.mean_pq >= 0.55))
+    for key in ("crchisto", "bm_graz", "cpm15"):
+        if key in by_name:
+            t = by_name[key]
+            rows.append((f"{t.label.split(' (')[0]}: count within ±10 %", f"{fmt(t.count_ratio, 2)}x",
+                         0.9 <= t.count_ratio <= 1.1))
+    if speed is not None:
+        rows.append(("inference >= 1 MP/s on 2 cores (wall time)", f"{speed[0]:.2f} MP/s", speed[0] >= 1.0))
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding crchisto/, bm_graz/, cpm15/")
+    parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated subset of {','.join(SETS)}")
+    parser.add_argument("--methods", default="classical,model", help="segment_nuclei methods to compare")
+    parser.add_argument("--crchisto-split", default="validation", choices=("validation", "train", "all"))
+    parser.add_argument("--split", default="test", choices=("test", "train", "all"),
+                        help="BM_GRAZ and CPM-15 images: the model's held-out ones (default) or others")
+    parser.add_argument("--synthetic-seeds", type=int, default=2, help="synthetic sections per pixel size")
+    parser.add_argument("--synthetic-field-um", type=float, default=512.0, help="side of the synthetic field, µm")
+    parser.add_argument("--mosaic-px", type=int, default=4000, help="side of the tiled-path mosaic, px")
+    parser.add_argument("--model-threads", type=int, default=2, help="torch threads for the model speed figure")
+    args = parser.parse_args(argv)
+    wanted = [s.strip() for s in args.sets.split(",") if s.strip()]
+    unknown = set(wanted) - set(SETS)
+    if unknown:
+        parser.error(f"unknown sets {sorted(unknown)}; choose from {SETS}")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+
+    print(f"boneimg {bi.__version__} segment_nuclei ({', '.join(methods)}; defaults); python "
+          f"{platform.python_version()}, {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}; "
+          f"data {args.data}; BM_GRAZ/CPM-15 images: {args.split}")
+    real_data = args.data.is_dir()
+    if not real_data:
+        print(f"real data folder {args.data} missing: real sets skipped")
+    seeds = list(range(args.synthetic_seeds))
+    real_cases = {}
+    if real_data:
+        real_cases = {
+            "crchisto": (f"CRCHisto {args.crchisto_split} (6 px)", lambda: crchisto_cases(args.data, args.crchisto_split)),
+            "bm_graz": (f"BM_GRAZ {args.split} (3.3 µm)", lambda: bm_graz_cases(args.data, args.split)),
+            "cpm15": (f"CPM-15 {args.split} (3.3 µm; labels)", lambda: cpm15_cases(args.data, args.split)),
+            "mosaic": ("CRCHisto val. mosaic, tiled path (6 px)", lambda: [mosaic_case(args.data, args.mosaic_px)]),
+        }
+    results = {}
+    for method in methods:
+        tallies, by_name = [], {}
+        for key, (label, cases) in real_cases.items():
+            if key in wanted and not (key == "mosaic" and method == "model"):
+                by_name[key] = run_cases(f"{label} [{method}]", cases(), method=method)
+                tallies.append(by_name[key])
+        if "synthetic" in wanted:
+            cases = list(synthetic_cases(seeds, args.synthetic_field_um))
+            for px, part in ((0.5, cases[:len(seeds)]), (0.25, cases[len(seeds):])):
+                tallies.append(run_cases(f"synthetic H&E {px} µm/px (labels) [{method}]", part, method=method))
+        results[method] = (tallies, by_name)
+        print()
+        print_table(tallies)
+        if any(t.tumour[0] + t.tumour[2] for t in tallies):
+            print("tumour (epithelial) class F1: " + ", ".join(
+                f"{t.label} {fmt(t.tumour_f1)}" for t in tallies if t.tumour[0] + t.tumour[2]))
+    print("Detection scores pooled over the images (one-to-one matching); AJI, PQ mean per image; "
+          "MP/s = input megapixels per second of CPU time (classical: one thread) and of wall time.")
+
+    if "synthetic" in wanted:
+        print("\nSame synthetic field at 0.5 and 0.25 µm/px (20x vs 40x): nuclei counted (method auto)")
+        for seed, a, b in synthetic_scale_check(seeds, args.synthetic_field_um):
+            print(f"  seed {seed}: {a} vs {b} ({100 * (b - a) / max(a, 1):+.1f} %)")
+
+    if "trap" in wanted:
+        oc_ratio, oc_note = osteoclast_count_error(seeds, 1024.0)
+        print(f"\nOsteoclast count (synthetic TRAP, predicted/true N.Oc): {fmt(oc_ratio, 2)} ({oc_note})")
+
+    speed = None
+    if "model" in methods and real_data and "mosaic" in wanted:
+        speed = model_speed(args.data, args.model_threads)
+        print(f"\nmodel inference, 2000x2000 px CRCHisto mosaic, {args.model_threads} torch threads: "
+              f"{speed[0]:.2f} MP/s wall, {speed[1]:.2f} MP/s of CPU time")
+
+    for method, title, rows in (("classical", "Targets (issue 3, classical path)", targets_classical),
+                                ("model", "Targets (issue 5, trained model)", targets_model)):
+        if method not in results:
+            continue
+        rows = rows(results[method][1]) if method == "classical" else rows(results[method][1], speed)
+        print(f"\n{title:52s} reached           verdict")
+        for what, reached, ok in rows:
+            print(f"  {what:50s} {reached:17s} {verdict(ok)}")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak RSS of this process: {peak_mb:.0f} MB")
     return 0

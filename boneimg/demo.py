@@ -97,4 +97,21 @@ def run_demo(out, *, echo=print):
             echo(f"  {key:<20} {shown!s:>12}   (true {expected})")
     save_table(out / "summary.csv", rows, source=str(out), parameters={"command": "demo"})
     echo(f"boneimg demo: measured and true values written to {out / 'summary.csv'}")
+    _demo_study(out, echo)
     return rows
+
+
+def _demo_study(out, echo):
+    """A small synthetic radiograph study with known treatment effects, run like ``boneimg study``."""
+    from .sample_data.studies import radiograph_study
+    from .study import run_study
+
+    synthetic = radiograph_study(out / "study_data", n_animals=4, n_images=1, seed=3)
+    echo(f"boneimg demo: a radiograph study of {len(synthetic.design)} images in {out / 'study_data'}")
+    study = run_study(out / "study_data" / "design.csv", out / "study", workers=1, quiet=True)
+    lytic = study.effects[study.effects["measurement"] == "Lytic.Ar_mm2"]
+    for row in lytic.itertuples():
+        echo(f"  Lytic.Ar_mm2 {row.group} vs {study.control}: {row.percent_change_pct:+.0f} % "
+             f"(95 % CI {row.percent_change_ci_low_pct:+.0f} to {row.percent_change_ci_high_pct:+.0f} %, "
+             f"{row.test} p_adj = {row.p_adjusted:.3g}; true {synthetic.percent_change[row.group]:+.0f} %)")
+    echo(f"boneimg demo: study tables and report in {study.out_dir}; open {study.report}")

@@ -88,3 +88,9 @@ def test_demo_analyses_calibrated_data_against_truth(tmp_path, capsys):
     assert float(trap.loc["N.Oc", "measured"]) == pytest.approx(float(trap.loc["N.Oc", "true"]), rel=0.15)
     xray = summary.loc["radiograph.ome.tif"]
     assert float(xray.loc["Lytic.Ar_mm2", "measured"]) == pytest.approx(float(xray.loc["Lytic.Ar_mm2", "true"]), rel=0.15)
+    # the demo study recovers the synthetic treatment effect and its CI covers the truth
+    effects = read_table(out / "study" / "effects.csv")
+    combination = effects[(effects["measurement"] == "Lytic.Ar_mm2") & (effects["group"] == "combination")].iloc[0]
+    assert combination["percent_change_ci_low_pct"] <= -60 <= combination["percent_change_ci_high_pct"]
+    assert (out / "study" / "report.html").exists()
+    assert "true -60 %" in capsys.readouterr().out
