@@ -290,7 +290,7 @@ def _osteoclasts(rng, placer, n_target, *, off_bone_fraction, pair_fraction, anu
 
     # Nuclei go into each osteoclast after all bodies exist, so none straddles two cells.
     counts = rng.choice([1, 2, 3, 4, 5, 6], size=len(hosts), p=[0.25, 0.28, 0.2, 0.13, 0.09, 0.05])
-    for (owner, cell, body), n_nuclei in zip(hosts, counts):
+    for (owner, _cell, _body), n_nuclei in zip(hosts, counts):
         if rng.random() < anuclear_fraction:
             continue  # a TRAP+ profile whose nuclei lie outside the plane of the section
         mask = placer.owner == owner

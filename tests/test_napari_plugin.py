@@ -127,7 +127,7 @@ def test_nucleus_points_coloured_by_cell_type_and_updated_on_rerun():
     # a classical rerun has no cell types: the layer becomes yellow, where it was, without warnings
     show_layers(viewer.layers, [nucleus_points(typed.drop(columns="cell_type")[:2], image, "centres", size=6)])
     untyped = viewer.layers["centres"]
-    assert [l.name for l in viewer.layers] == ["section", "centres"] and "cell_type" not in untyped.features
+    assert [lay.name for lay in viewer.layers] == ["section", "centres"] and "cell_type" not in untyped.features
     np.testing.assert_allclose(untyped.face_color, transform_color(["yellow"] * 2))
     np.testing.assert_array_equal(untyped.size, 6)
 

@@ -44,7 +44,7 @@ def test_section_widget_adds_results_with_scale(make_napari_viewer, qtbot):
     centres = viewer.layers["trap nucleus centres"]
     osteoclasts.size, centres.size = 1, 1
     _run(widget, qtbot)  # re-running updates the layers instead of adding new ones
-    assert [l.name for l in viewer.layers].count("trap regions") == 1
+    assert [lay.name for lay in viewer.layers].count("trap regions") == 1
     assert viewer.layers["trap osteoclasts"] is osteoclasts and viewer.layers["trap nucleus centres"] is centres
     diameter_px = 2 * np.sqrt(expected.osteoclasts["area_um2"].to_numpy() / np.pi) / 0.5
     np.testing.assert_allclose(osteoclasts.size, np.maximum(diameter_px, 10))  # marker sizes follow the result
@@ -135,18 +135,24 @@ def _wait_measured(widget, qtbot):
 @pytest.fixture
 def reviewed(make_napari_viewer, qtbot):
     """A viewer with a TRAP section analysed by the section widget, and its measurements dock."""
+    viewer = make_napari_viewer()
+    widget, sample = _analysed_trap_section(viewer, qtbot)
+    _wait_measured(widget.review, qtbot)
+    return viewer, widget, bi.analyze_section(sample.image, stain="auto")
+
+
+def _analysed_trap_section(viewer, qtbot):
+    """The section widget docked in `viewer` and run on a synthetic TRAP section (layer "trap")."""
     from boneimg_napari._layers import image_layer
     from boneimg_napari._widgets import SectionWidget
 
-    viewer = make_napari_viewer()
     sample = sections.trap_section((384, 384), 0.5, seed=2)
     data, kwargs, _ = image_layer(sample.image, "trap")
     widget = SectionWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.image_layer.value = viewer.add_image(data, **kwargs)
     _run(widget, qtbot)
-    _wait_measured(widget.review, qtbot)
-    return viewer, widget, bi.analyze_section(sample.image, stain="auto")
+    return widget, sample
 
 
 def test_measurements_follow_edits(reviewed, qtbot, tmp_path):
@@ -252,16 +258,8 @@ def test_study_widget_cancels_resumes_and_opens_report(qtbot, tmp_path, monkeypa
 
 
 def test_results_are_drawn_over_their_objects(make_napari_viewer, qtbot):
-    from boneimg_napari._layers import image_layer
-    from boneimg_napari._widgets import SectionWidget
-
     viewer = make_napari_viewer(show=True)
-    sample = sections.trap_section((384, 384), 0.5, seed=2)
-    data, kwargs, _ = image_layer(sample.image, "trap")
-    widget = SectionWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    widget.image_layer.value = viewer.add_image(data, **kwargs)
-    _run(widget, qtbot)
+    widget, sample = _analysed_trap_section(viewer, qtbot)
     viewer.layers["trap"].visible = False  # the overlays alone, on the black canvas
     qtbot.wait(100)
     # a screenshot of the layers' extent, one canvas pixel per image pixel

@@ -22,15 +22,6 @@ from .nuclei_classical import run_classical
 METHODS = ("auto", "classical", "model")
 TABLE_COLUMNS = ("label", "x", "y", "area_um2", "diameter_um", "hematoxylin_od")
 
-# Fixed ratios of the classical pipeline, relative to the image's nuclear threshold T.
-_CLIP = 1.3        # the signal is clipped at 1.3 T before blob detection (flattens chromatin texture)
-_EXTENT = 0.7      # nuclear pixels: signal above 0.7 T
-_SEED_LEVEL = 0.8  # a seed must lie where the signal exceeds 0.8 T
-_N_SCALES = 4      # Laplacian-of-Gaussian scales between the smallest and largest diameter
-_SHAPE_WEIGHT = 0.5  # weight of the (capped) distance to the background in the watershed landscape
-_NECK_ONE = 1.4    # touching pieces joined by a cut this wide (relative to their thickness) are one nucleus
-_NECK_SMOOTH = 1.15  # ... and from this wide when the stain shows no dip between them
-_STATS_MAX_PIXELS = 4_000_000  # image-wide statistics from at most this many working pixels
 
 
 @dataclass(eq=False)

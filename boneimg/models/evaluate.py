@@ -63,7 +63,11 @@ def score(predicted, working_pixel_size_um, postprocess):
     return result
 
 
-def choose_centre_threshold(predicted, working_pixel_size_um, postprocess, candidates=np.arange(0.1, 0.61, 0.05)):
+#: Centre thresholds tried when choosing one on validation images.
+CENTRE_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.1, 0.61, 0.05))
+
+
+def choose_centre_threshold(predicted, working_pixel_size_um, postprocess, candidates=CENTRE_THRESHOLDS):
     """The centre threshold with the best detection F1 on `predicted` (validation images)."""
     best = max(candidates, key=lambda t: score(predicted, working_pixel_size_um,
                                                {**postprocess, "centre_threshold": float(t)})["f1"])
