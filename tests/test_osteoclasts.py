@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage as ndi
 
 import boneimg as bi
-from boneimg.histology.osteoclasts import COLUMNS, find_osteoclasts, trap_threshold
+from boneimg.histology.osteoclasts import COLUMNS, find_osteoclasts, segment_cells, trap_threshold
 
 
 def ellipse(shape, centre_um, axes_um, px, angle=0.0):
@@ -138,3 +138,16 @@ def test_no_trap_and_bad_parameters():
         find_osteoclasts(np.zeros((5, 5)), 0.5, contact_um=-2)
     with pytest.raises(bi.BoneImgError, match="bone must have"):
         find_osteoclasts(np.zeros((5, 5)), 0.5, bone=np.zeros((4, 4), bool))
+
+
+def test_segment_cells_gives_the_cells_of_find_osteoclasts():
+    px, shape = 0.5, (120, 160)
+    cells = [ellipse(shape, (30, 25), (12, 8), px), ellipse(shape, (30, 55), (10, 10), px)]
+    nuclei = [ellipse(shape, (30, 22), (2.5, 2.5), px), ellipse(shape, (30, 55), (3, 3), px)]
+    trap, hema = cell_images(shape, px, cells, nuclei)
+    found = find_osteoclasts(trap, px, hematoxylin=hema)
+    labels, cell_nuclei, parameters = segment_cells(trap, px, hematoxylin=hema)
+    assert len(found.table) == 2
+    np.testing.assert_array_equal(labels, found.labels)
+    np.testing.assert_array_equal(cell_nuclei, found.nuclei)
+    assert parameters.items() <= found.parameters.items()

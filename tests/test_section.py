@@ -4,9 +4,12 @@ import math
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 import boneimg as bi
+from boneimg.histology import stains
 from boneimg.histology.histomorphometry import SYMBOLS
+from boneimg.histology.pixels import near_mask
 from boneimg.sample_data.sections import he_section, trap_section
 
 REQUIRED = ("T.Ar_mm2", "B.Ar/T.Ar_pct", "B.Pm_mm", "Tu.Ar_mm2", "Tu.Ar/T.Ar_pct", "TBI.Pm_mm", "N.TumourCells",
@@ -176,3 +179,20 @@ def test_lazy_input_gives_the_in_memory_answer(small_trap):
     assert lazy.is_lazy
     np.testing.assert_array_equal(from_lazy.regions, in_memory.regions)
     assert from_lazy.measurements == pytest.approx(in_memory.measurements, nan_ok=True)
+
+
+def test_near_mask_is_within_a_block_of_the_exact_distance():
+    mask = np.zeros((101, 87), bool)
+    mask[40:45, 30:33] = mask[90, 80] = True
+    distance = ndi.distance_transform_edt(~mask, sampling=(0.5, 0.5))
+    near = near_mask(mask, (0.5, 0.5), 6.0)  # blocks of 3 x 3 pixels, 1.5 µm
+    assert near[distance <= 6.0 - 1.5].all() and not near[distance > 6.0 + 1.5].any()
+    assert not near_mask(np.zeros((5, 5), bool), (0.5, 0.5), 6.0).any()
+
+
+def test_stains_from_optical_density_equal_those_from_rgb(small_trap):
+    rgb = small_trap.image.data[:64, :64].astype(np.float32) / 255
+    vectors = stains.reference_stains("trap", stains.estimate_background(rgb))
+    od = stains.optical_density(rgb, vectors.background)
+    np.testing.assert_allclose(stains.unmix(od, vectors), stains.separate_stains(rgb, vectors), atol=1e-5)
+    np.testing.assert_array_equal(stains.neutral_dark_od(od), stains.neutral_dark(rgb, vectors.background))

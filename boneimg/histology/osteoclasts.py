@@ -20,6 +20,7 @@ from skimage import filters, measure, morphology, segmentation, transform
 from .. import _validate
 from ..errors import BoneImgError
 from .histomorphometry import TUMOUR, _spacing, edge_pixels
+from .pixels import near_mask
 
 _STAINED_OD = 0.1  # summed optical density of stained cells against glass (cultures)
 _CULTURE_NECK_RATIO = 0.85  # touching cultured cells part where the outline narrows to 85 % of the smaller
@@ -156,15 +157,44 @@ def find_osteoclasts(trap, spacing_um, *, bone=None, nuclei_labels=None, regions
     Osteoclasts
     """
     trap = np.asarray(trap, np.float32)
+    _validate.number("contact_um", contact_um)
+    if isinstance(min_nuclei, bool) or not isinstance(min_nuclei, (int, np.integer)) or min_nuclei < 0:
+        raise BoneImgError(f"min_nuclei must be a whole number >= 0, got {min_nuclei!r}")
+    for name, array in (("bone", bone), ("regions", regions)):
+        if array is not None and np.shape(array) != trap.shape:
+            raise BoneImgError(f"{name} must have the TRAP image's shape {trap.shape}, got {np.shape(array)}")
+    labels, nuclei, parameters = segment_cells(
+        trap, spacing_um, nuclei_labels=nuclei_labels, tissue=tissue, hematoxylin=hematoxylin,
+        optical_density=optical_density, threshold=threshold, floor=floor, smoothing_um=smoothing_um,
+        min_area_um2=min_area_um2, max_hole_um2=max_hole_um2, split_um=split_um, culture=culture)
+    table = osteoclast_table(labels, spacing_um, nuclei=nuclei, bone=bone, regions=regions, contact_um=contact_um,
+                             min_nuclei=min_nuclei, culture=culture, trap=trap)
+    parameters.update(contact_um=contact_um, min_nuclei=int(min_nuclei), culture=bool(culture))
+    return Osteoclasts(labels, nuclei, table, parameters)
+
+
+def segment_cells(trap, spacing_um, *, nuclei_labels=None, tissue=None, hematoxylin=None, optical_density=None,
+                  threshold="auto", floor=0.1, smoothing_um=0.5, min_area_um2=50.0, max_hole_um2=250.0, split_um=1.5,
+                  culture=False):
+    """The TRAP-positive cells and their nuclei, without the table (:func:`find_osteoclasts`).
+
+    For a caller that describes the cells later, once bone and regions are known
+    (:func:`osteoclast_table`). Parameters are as for :func:`find_osteoclasts`.
+
+    Returns
+    -------
+    labels : ndarray of shape (M, N), int32
+    nuclei : ndarray of shape (M, N), int32, or None
+    parameters : dict
+    """
+    trap = np.asarray(trap, np.float32)
     if trap.ndim != 2:
         raise BoneImgError(f"trap must be a 2-D optical-density image, got shape {trap.shape}")
     sy, sx = _spacing(spacing_um)
     for name, value in (("smoothing_um", smoothing_um), ("min_area_um2", min_area_um2),
-                        ("max_hole_um2", max_hole_um2), ("split_um", split_um), ("contact_um", contact_um)):
+                        ("max_hole_um2", max_hole_um2), ("split_um", split_um)):
         _validate.number(name, value)
-    if isinstance(min_nuclei, bool) or not isinstance(min_nuclei, (int, np.integer)) or min_nuclei < 0:
-        raise BoneImgError(f"min_nuclei must be a whole number >= 0, got {min_nuclei!r}")
-    for name, array in (("bone", bone), ("nuclei_labels", nuclei_labels), ("regions", regions), ("tissue", tissue)):
+    for name, array in (("nuclei_labels", nuclei_labels), ("tissue", tissue)):
         if array is not None and np.shape(array) != trap.shape:
             raise BoneImgError(f"{name} must have the TRAP image's shape {trap.shape}, got {np.shape(array)}")
     pixel_um2 = sy * sx
@@ -184,8 +214,7 @@ def find_osteoclasts(trap, spacing_um, *, bone=None, nuclei_labels=None, regions
         density -= glass_density(density, (sy, sx))
         cores, _ = ndi.label(cells)
         cells = segmentation.watershed(-smooth, cores, mask=density > _STAINED_OD) > 0
-    near = ndi.distance_transform_edt(~cells, sampling=(sy, sx)) <= 6.0 if cells.any() else cells
-    nuclei = cell_nuclei(hematoxylin, (sy, sx), nuclei_labels=nuclei_labels, within=near)
+    nuclei = cell_nuclei(hematoxylin, (sy, sx), nuclei_labels=nuclei_labels, within=near_mask(cells, (sy, sx), 6.0))
     if density is not None:
         nuclei = _with_pale_nuclei(nuclei, density, cells, (sy, sx))
     if nuclei is not None:  # a cell's nuclei hold no TRAP: put them back into it
@@ -197,13 +226,10 @@ def find_osteoclasts(trap, spacing_um, *, bone=None, nuclei_labels=None, regions
                         nuclei=None if nuclei is None else nuclei > 0)
     else:
         labels = _split(cells, (sy, sx), split_um, min_area_um2)
-    table = osteoclast_table(labels, (sy, sx), nuclei=nuclei, bone=bone, regions=regions, contact_um=contact_um,
-                             min_nuclei=min_nuclei, culture=culture, trap=trap)
     parameters = {"threshold_od": round(level, 4), "threshold": threshold, "floor_od": floor,
                   "smoothing_um": smoothing_um,
-                  "min_area_um2": min_area_um2, "max_hole_um2": max_hole_um2, "split_um": split_um,
-                  "contact_um": contact_um, "min_nuclei": int(min_nuclei), "culture": bool(culture)}
-    return Osteoclasts(labels, nuclei, table, parameters)
+                  "min_area_um2": min_area_um2, "max_hole_um2": max_hole_um2, "split_um": split_um}
+    return labels, nuclei, parameters
 
 
 def glass_density(density, spacing_um, *, block_um=8.0, window_um=400.0, quantile=10):

@@ -19,13 +19,14 @@ from . import regions as _regions
 from . import nuclei as _nuclei
 from . import stains as _stains
 from .histomorphometry import BONE, TUMOUR, section_measurements
-from .osteoclasts import _empty_table, find_osteoclasts, osteoclast_table
+from .osteoclasts import _empty_table, osteoclast_table, segment_cells
 from .pixels import downsample, read_block, to_rgb8, white_level
 
 STAINS = ("auto", "he", "trap")
 _OSTEOCLAST_OPTIONS = ("threshold", "floor", "smoothing_um", "min_area_um2", "max_hole_um2", "split_um")
 _OFF_PLANE = 0.15  # optical density this far out of the two-stain plane (relative) is a third stain
 _BAND_PX = 4_000_000  # working pixels resampled at a time
+_SAMPLE_PX = 300_000  # working pixels the stain is decided from
 
 
 @dataclass(eq=False)
@@ -312,8 +313,12 @@ def analyze_section(image, *, stain="auto", pixel_size_um=None, culture=False, m
         used = "he" if stain == "auto" else stain
         notes["stain"] = "greyscale image: no stain separation; osteoclasts (TRAP colour) cannot be seen"
     else:
+        # the stain is decided from a regular sample; the stain vectors, on which culture counts
+        # hinge, from every pixel
+        stride = max(1, math.ceil(math.sqrt(work_rgb.shape[0] * work_rgb.shape[1] / _SAMPLE_PX)))
+        sample = work_rgb[::stride, ::stride]
         if stain == "auto":
-            used, why = decide_stain(_stains.optical_density(work_rgb, _stains.estimate_background(work_rgb)))
+            used, why = decide_stain(_stains.optical_density(sample, _stains.estimate_background(sample)))
             notes["stain"] = why if used else f"{why}; analysed as H&E"
             used = used or "he"
         else:
@@ -323,8 +328,9 @@ def analyze_section(image, *, stain="auto", pixel_size_um=None, culture=False, m
         if not vectors.estimated:
             notes["stain_vectors"] = vectors.note
         work_od = _stains.optical_density(work_rgb, vectors.background)
+        amounts = _stains.unmix(work_od, vectors) if used == "trap" else None
         # black pigment, ink, folds and dead pixels are neither tissue nor stain
-        work_od[_stains.neutral_dark(work_rgb, vectors.background)] = 0
+        work_od[_stains.neutral_dark_od(work_od)] = 0
 
     if nuclei is None:
         # on TRAP the nuclei are hematoxylin against TRAP red, not against an H&E tissue colour
@@ -336,22 +342,22 @@ def analyze_section(image, *, stain="auto", pixel_size_um=None, culture=False, m
     sees_osteoclasts = used == "trap" and not grey
     trap = cells = None
     if sees_osteoclasts:
-        amounts = _stains.separate_stains(work_rgb, vectors)
         trap = amounts[..., 1]
-        cells = find_osteoclasts(trap, grid.spacing, nuclei_labels=work_nuclei, hematoxylin=amounts[..., 0],
-                                 optical_density=work_od.sum(axis=-1), contact_um=contact_um,
-                                 min_nuclei=min_nuclei, culture=culture, **osteoclast_params)
+        # described once bone and regions are known, which need the cells first
+        cells = segment_cells(trap, grid.spacing, nuclei_labels=work_nuclei, hematoxylin=amounts[..., 0],
+                              optical_density=work_od.sum(axis=-1), culture=culture, **osteoclast_params)
     regions, region_info = _regions.find_regions(work_od, grid.spacing, nuclei_labels=work_nuclei,
                                                  nuclei_table=nuclei.table,
-                                                 exclude=None if cells is None else cells.labels > 0,
+                                                 exclude=None if cells is None else cells[0] > 0,
                                                  culture=culture, **(region_params or {}))
     if "note" in region_info:
         notes["bone"] = region_info["note"]
     if cells is not None:
-        table = osteoclast_table(cells.labels, grid.spacing, nuclei=cells.nuclei, bone=regions == BONE,
+        labels, cell_nuclei, cell_parameters = cells
+        table = osteoclast_table(labels, grid.spacing, nuclei=cell_nuclei, bone=regions == BONE,
                                  regions=regions, contact_um=contact_um, min_nuclei=min_nuclei, culture=culture,
                                  trap=trap)
-        labels = cells.labels
+        cell_parameters.update(contact_um=contact_um, min_nuclei=int(min_nuclei), culture=bool(culture))
     else:
         table, labels = _empty_table(), np.zeros(regions.shape, np.int32)
     measurements, symbol_notes = section_measurements(
@@ -375,7 +381,7 @@ def analyze_section(image, *, stain="auto", pixel_size_um=None, culture=False, m
         "pixel_size_um": list(spacing), "working_pixel_size_um": list(grid.spacing), "culture": bool(culture),
         "min_nuclei": int(min_nuclei), "contact_um": contact_um, "interface_um": interface_um,
         "stain_vectors": None if vectors is None else vectors.as_dict(),
-        "regions": region_info, "osteoclasts": None if cells is None else cells.parameters,
+        "regions": region_info, "osteoclasts": None if cells is None else cell_parameters,
         "nuclei": getattr(nuclei, "parameters", {}),
         "tumour_cells": "nuclei in tumour regions" + (" typed tumour" if "cell_type" in nuclei.table else ""),
     }

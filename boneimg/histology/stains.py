@@ -269,8 +269,12 @@ def neutral_dark(rgb, background):
         norm = np.sqrt(channels[0] ** 2 + channels[1] ** 2 + channels[2] ** 2)
         with np.errstate(invalid="ignore", divide="ignore"):
             return (norm > _PIGMENT_MIN_OD) & (total > _PIGMENT_COS * np.sqrt(3) * norm)
-    od = optical_density(rgb, background)
-    return _is_neutral_dark(od, np.linalg.norm(od, axis=-1))
+    return neutral_dark_od(optical_density(rgb, background))
+
+
+def neutral_dark_od(od):
+    """:func:`neutral_dark` from optical density already computed (shape (M, N, 3))."""
+    return _is_neutral_dark(od, np.sqrt((od * od).sum(axis=-1)))
 
 
 def _macenko(od, reference, angle_percentile):
@@ -310,6 +314,11 @@ def separate_stains(rgb, stains):
     """
     rgb = _check_rgb(rgb)
     return np.stack([stain_amount(rgb, stains, i) for i in range(2)], axis=-1)
+
+
+def unmix(od, stains):
+    """:func:`separate_stains` from optical density already computed (shape (M, N, 3))."""
+    return np.maximum(od @ _unmixing(stains)[:2].T.astype(np.float32), 0)
 
 
 def _unmixing(stains):
