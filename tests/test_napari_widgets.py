@@ -66,7 +66,7 @@ def test_nucleus_method_reaches_segmentation(make_napari_viewer, qtbot):
     qtbot.waitUntil(lambda: widget.status.value == "done" or widget.status.value.startswith("failed"),
                     timeout=120_000)
     if model_weights_available():  # the model types the nuclei: their points are coloured by type
-        assert widget.status.value == "done" and widget.legend.visible
+        assert widget.status.value == "done" and not widget.legend.native.isHidden()
         assert viewer.layers["he regions"].metadata["parameters"]["nuclei"]["method"] == "model"
         assert viewer.layers["he nucleus centres"].face_color_mode == "cycle"
     else:

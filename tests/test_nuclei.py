@@ -13,6 +13,11 @@ HEMATOXYLIN = np.array([0.65, 0.70, 0.29]) / np.linalg.norm([0.65, 0.70, 0.29])
 EOSIN = np.array([0.07, 0.99, 0.11]) / np.linalg.norm([0.07, 0.99, 0.11])
 
 
+def segment(image, **params):
+    """The classical pipeline (these tests pin it: "auto" picks the shipped model)."""
+    return bi.segment_nuclei(image, **{"method": "classical", **params})
+
+
 def _paint(hema, eosin=0.25, seed=0, noise=2.0):
     """H&E-like uint8 RGB from a hematoxylin amount map on pink tissue."""
     rng = np.random.default_rng(seed)
@@ -37,7 +42,7 @@ def sections():
 
 def test_api_result(sections):
     section = sections[0]
-    nuclei = bi.segment_nuclei(section.image)
+    nuclei = segment(section.image)
     assert isinstance(nuclei, bi.Nuclei) and isinstance(nuclei, Nuclei)
     assert nuclei.labels.dtype == np.int32 and nuclei.labels.shape == (512, 512)
     assert list(nuclei.table.columns[:4]) == ["label", "x", "y", "area_um2"]
@@ -59,7 +64,7 @@ def test_synthetic_truth_and_scale_invariance(sections):
     counts, f1s = [], []
     for section in sections:
         px = section.image.spacing_um[0]
-        nuclei = bi.segment_nuclei(section.image)
+        nuclei = segment(section.image)
         truth = section.truth["nuclei"]
         _, true_xy = label_centroids(truth)
         score = match_points(nuclei.xy(), true_xy, 3.3 / px)
@@ -75,7 +80,7 @@ def test_synthetic_truth_and_scale_invariance(sections):
 
 def test_tumour_cells_counted_inside_the_tumour_region(sections):
     section = sections[0]
-    nuclei = bi.segment_nuclei(section.image)
+    nuclei = segment(section.image)
     found = int(nuclei.inside(section.truth["regions"] == 3).sum())
     true = int((section.truth["nuclei_table"]["cell_type"] == "tumour").sum())
     assert abs(found - true) <= max(2, 0.1 * true), (found, true)
@@ -89,7 +94,7 @@ def test_touching_nuclei_are_separated():
                (80, 30), (80, 30 + 2 * r), (80, 30 + 4 * r),
                (130, 30), (130, 30 + 2 * r - 1)]
     hema = _disks((160, 120), centres, r)
-    nuclei = bi.segment_nuclei(_paint(hema), pixel_size_um=px)
+    nuclei = segment(_paint(hema), pixel_size_um=px)
     assert nuclei.count == len(centres)
     score = match_points(nuclei.xy(), [(x, y) for y, x in centres], 2.0)
     assert score.tp == len(centres)
@@ -103,7 +108,7 @@ def test_one_big_textured_nucleus_is_not_split():
     hema = _disks((120, 120), [(60, 60)], 14 / 2 / px)          # 14 µm across
     chromatin = ndi.gaussian_filter(rng.standard_normal(hema.shape), 1.5)
     hema = np.where(hema > 0.5, 0.6 + 2.5 * chromatin, hema)       # clumpy, vesicular chromatin
-    nuclei = bi.segment_nuclei(_paint(np.clip(hema, 0.05, 1.5)), pixel_size_um=px)
+    nuclei = segment(_paint(np.clip(hema, 0.05, 1.5)), pixel_size_um=px)
     assert nuclei.count == 1
     # pale vesicular parts at its rim may fall outside, the dark body is found
     assert 0.6 * np.pi * 7 ** 2 < nuclei.table["area_um2"].iloc[0] < 1.2 * np.pi * 7 ** 2
@@ -113,32 +118,32 @@ def test_greyscale_and_rgba_and_uint16_input():
     px = 0.5
     hema = _disks((100, 100), [(30, 30), (70, 65)], 8)
     rgb = _paint(hema)
-    reference = bi.segment_nuclei(rgb, pixel_size_um=px)
+    reference = segment(rgb, pixel_size_um=px)
     assert reference.count == 2
     # RGBA: opaque -> same result; transparent pixels are glass
     rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
-    assert np.array_equal(bi.segment_nuclei(rgba, pixel_size_um=px).labels, reference.labels)
+    assert np.array_equal(segment(rgba, pixel_size_um=px).labels, reference.labels)
     rgba[:, 50:, 3] = 0
-    assert bi.segment_nuclei(rgba, pixel_size_um=px).count == 1
+    assert segment(rgba, pixel_size_um=px).count == 1
     # 16-bit RGB (full range and 12-bit data) gives the same nuclei
     for top in (65535, 4095):
         rgb16 = (rgb.astype(np.uint32) * top // 255).astype(np.uint16)
-        assert np.array_equal(bi.segment_nuclei(rgb16, pixel_size_um=px).labels, reference.labels)
+        assert np.array_equal(segment(rgb16, pixel_size_um=px).labels, reference.labels)
     # float in [0, 1]
-    assert bi.segment_nuclei(rgb / 255.0, pixel_size_um=px).count == 2
+    assert segment(rgb / 255.0, pixel_size_um=px).count == 2
     # greyscale: darkness is stain
     grey = np.clip(np.rint(245 * 10.0 ** (-hema)), 0, 255).astype(np.uint8)
-    nuclei = bi.segment_nuclei(grey, pixel_size_um=px)
+    nuclei = segment(grey, pixel_size_um=px)
     assert nuclei.count == 2 and nuclei.parameters["stains"]["stains"] == ["density", "none"]
     # an Image carries its pixel size; an explicit one overrides it
     image = bi.Image(rgb, "yxc", (px, px), "brightfield")
-    assert bi.segment_nuclei(image).count == 2
-    assert bi.segment_nuclei(image, pixel_size_um=0.25).parameters["pixel_size_um"] == 0.25
+    assert segment(image).count == 2
+    assert segment(image, pixel_size_um=0.25).parameters["pixel_size_um"] == 0.25
 
 
 @pytest.mark.parametrize("value", [255, 0])
 def test_blank_image_gives_empty_result(value):
-    nuclei = bi.segment_nuclei(np.full((64, 80, 3), value, np.uint8), pixel_size_um=0.5)
+    nuclei = segment(np.full((64, 80, 3), value, np.uint8), pixel_size_um=0.5)
     assert nuclei.count == 0 and not nuclei.labels.any()
     assert nuclei.labels.shape == (64, 80) and nuclei.labels.dtype == np.int32
     assert list(nuclei.table.columns) == list(TABLE_COLUMNS)
@@ -147,42 +152,43 @@ def test_blank_image_gives_empty_result(value):
 
 def test_all_background_tissue_gives_no_nuclei():
     rgb = _paint(np.full((96, 96), 0.05), eosin=0.4)
-    assert bi.segment_nuclei(rgb, pixel_size_um=0.5).count <= 1
+    assert segment(rgb, pixel_size_um=0.5).count <= 1
 
 
 def test_bad_input_errors():
     rgb = _paint(_disks((40, 40), [(20, 20)], 6))
     with pytest.raises(bi.BoneImgError, match="pixel size"):
-        bi.segment_nuclei(rgb)
+        segment(rgb)
     with pytest.raises(bi.BoneImgError, match="pixel size"):
-        bi.segment_nuclei(bi.Image(rgb, "yxc"))
+        segment(bi.Image(rgb, "yxc"))
     with pytest.raises(bi.BoneImgError, match="method"):
-        bi.segment_nuclei(rgb, pixel_size_um=0.5, method="deep")
-    with pytest.raises(bi.BoneImgError, match="weights"):
-        bi.segment_nuclei(rgb, pixel_size_um=0.5, method="model")
+        segment(rgb, pixel_size_um=0.5, method="deep")
     with pytest.raises(bi.BoneImgError, match="shape"):
-        bi.segment_nuclei(np.zeros((10, 10, 2), np.uint8), pixel_size_um=0.5)
+        segment(np.zeros((10, 10, 2), np.uint8), pixel_size_um=0.5)
     with pytest.raises(bi.BoneImgError, match="axes"):
-        bi.segment_nuclei(bi.Image(np.zeros((3, 10, 10)), "zyx", (1, 1, 1)))
+        segment(bi.Image(np.zeros((3, 10, 10)), "zyx", (1, 1, 1)))
     with pytest.raises(bi.BoneImgError, match="dtype"):
-        bi.segment_nuclei(np.zeros((10, 10, 3), np.int16), pixel_size_um=0.5)
+        segment(np.zeros((10, 10, 3), np.int16), pixel_size_um=0.5)
     with pytest.raises(bi.BoneImgError, match="pixel_size_um"):
-        bi.segment_nuclei(rgb, pixel_size_um=-1)
+        segment(rgb, pixel_size_um=-1)
     with pytest.raises(bi.BoneImgError, match="square pixels"):
-        bi.segment_nuclei(bi.Image(rgb, "yxc", (0.5, 0.8)))
+        segment(bi.Image(rgb, "yxc", (0.5, 0.8)))
     with pytest.raises(bi.BoneImgError, match="diameter_um"):
-        bi.segment_nuclei(rgb, pixel_size_um=0.5, diameter_um=(10, 5))
+        segment(rgb, pixel_size_um=0.5, diameter_um=(10, 5))
     with pytest.raises(bi.BoneImgError, match="background_um"):
-        bi.segment_nuclei(rgb, pixel_size_um=0.5, background_um=8)
+        segment(rgb, pixel_size_um=0.5, background_um=8)
     with pytest.raises(bi.BoneImgError, match="threshold"):
-        bi.segment_nuclei(rgb, pixel_size_um=0.5, threshold="mean")
+        segment(rgb, pixel_size_um=0.5, threshold="mean")
     with pytest.raises(bi.BoneImgError, match="tile_size_px"):
-        bi.segment_nuclei(rgb, pixel_size_um=0.5, tile_size_px=10)
+        segment(rgb, pixel_size_um=0.5, tile_size_px=10)
 
 
-def test_auto_uses_classical_without_weights():
+def test_auto_uses_classical_without_weights(monkeypatch):
+    monkeypatch.setattr("boneimg.models.weights.shipped_models", lambda: [])
     rgb = _paint(_disks((60, 60), [(30, 30)], 8))
     assert bi.segment_nuclei(rgb, pixel_size_um=0.5, method="auto").method == "classical"
+    with pytest.raises(bi.BoneImgError, match="weights"):
+        bi.segment_nuclei(rgb, pixel_size_um=0.5, method="model")
 
 
 def _same_partition(a, b):
@@ -196,8 +202,8 @@ def _same_partition(a, b):
 @pytest.mark.parametrize("pixel_size_um", [0.5, 0.25])
 def test_tiled_equals_untiled(sections, pixel_size_um):
     section = sections[0] if pixel_size_um == 0.5 else sections[1]
-    whole = bi.segment_nuclei(section.image)
-    tiled = bi.segment_nuclei(section.image, tile_size_px=160)  # 160 working px: 4 x 4 / 2 x 2 tiles
+    whole = segment(section.image)
+    tiled = segment(section.image, tile_size_px=160)  # 160 working px: 4 x 4 / 2 x 2 tiles
     assert not whole.parameters["tiled"] and tiled.parameters["tiled"]
     assert tiled.count == whole.count
     assert _same_partition(whole.labels, tiled.labels)
@@ -212,9 +218,9 @@ def test_dask_input_is_tiled_to_disk_backed_labels(sections):
     section = sections[0]
     lazy = bi.Image(da.from_array(np.asarray(section.image.data), chunks=(200, 200, 3)), "yxc",
                     section.image.spacing_um, "brightfield")
-    nuclei = bi.segment_nuclei(lazy, tile_size_px=256)
+    nuclei = segment(lazy, tile_size_px=256)
     assert nuclei.parameters["tiled"] and isinstance(nuclei.labels, np.memmap)
-    whole = bi.segment_nuclei(section.image)
+    whole = segment(section.image)
     assert _same_partition(np.asarray(nuclei.labels), whole.labels)
 
 
@@ -226,7 +232,7 @@ def _real(shared_data, kind, name, px):
     folder = shared_data / "histology" / kind
     rgb = np.asarray(PILImage.open(folder / "images" / f"{name}.png").convert("RGB"))
     points = pd.read_csv(folder / "points" / f"{name}.csv")[["x", "y"]].to_numpy(float)
-    return bi.segment_nuclei(rgb, pixel_size_um=px), points
+    return segment(rgb, pixel_size_um=px), points
 
 
 @pytest.mark.parametrize("kind,name,px,radius,floor", [
@@ -247,9 +253,9 @@ def test_trap_stain_vectors_find_the_nuclei_of_a_trap_section():
 
     section = trap_section((512, 512), 0.5, seed=1, fast_green=False)
     vectors = estimate_section_stains(section.image.data, "trap")
-    nuclei = bi.segment_nuclei(section.image, stains=vectors)
+    nuclei = segment(section.image, stains=vectors)
     _, true_xy = label_centroids(section.truth["nuclei"])
     assert match_points(nuclei.xy(), true_xy, 3.3 / 0.5).f1 >= 0.98  # measured 0.997 (0.979 with H&E defaults)
     assert nuclei.parameters["stains"]["stains"] == ["hematoxylin", "trap"]
     with pytest.raises(bi.BoneImgError, match="stains"):
-        bi.segment_nuclei(section.image, stains="trap")
+        segment(section.image, stains="trap")

@@ -260,7 +260,10 @@ def analyze_section(image, *, stain="auto", pixel_size_um=None, culture=False, m
         Any of ``threshold``, ``floor``, ``smoothing_um``, ``min_area_um2``, ``max_hole_um2``,
         ``split_um`` (see :func:`boneimg.histology.osteoclasts.find_osteoclasts`).
     nuclei_params : dict, optional
-        Keyword arguments for :func:`boneimg.segment_nuclei`.
+        Keyword arguments for :func:`boneimg.segment_nuclei`. The nuclei are found with
+        ``method="classical"`` unless this says otherwise: the tumour and osteoclast rules are
+        validated against it, and the trained model's tumour class is not yet reliable enough
+        to draw tumour regions from (``{"method": "model"}`` uses it anyway).
 
     Returns
     -------
@@ -334,7 +337,9 @@ def analyze_section(image, *, stain="auto", pixel_size_um=None, culture=False, m
 
     if nuclei is None:
         # on TRAP the nuclei are hematoxylin against TRAP red, not against an H&E tissue colour
-        given = {"stains": vectors} if used == "trap" and vectors is not None else {}
+        given = {"method": "classical"}
+        if used == "trap" and vectors is not None:
+            given["stains"] = vectors
         nuclei = _nuclei.segment_nuclei(img.with_spacing(spacing), **{**given, **(nuclei_params or {})})
     elif tuple(getattr(nuclei, "labels", np.zeros(0)).shape) != tuple(img.spatial_shape):
         raise BoneImgError(f"nuclei.labels must have the image's shape {tuple(img.spatial_shape)}")
