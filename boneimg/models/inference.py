@@ -34,21 +34,20 @@ def predict_maps(net, rgb8, *, tile_px=TILE_PX, overlap_px=OVERLAP_PX, device="c
     import torch
 
     h, w = rgb8.shape[:2]
-    stride = net.stride
-    tile = max(stride, int(math.ceil(min(tile_px, max(h, w) + 2 * overlap_px) / stride)) * stride)
-    core = tile - 2 * overlap_px
-    n_rows, n_cols = max(1, math.ceil(h / core)), max(1, math.ceil(w / core))
-    padded = np.pad(rgb8, [(overlap_px, n_rows * core - h + overlap_px), (overlap_px, n_cols * core - w + overlap_px),
-                           (0, 0)], mode="reflect" if min(h, w) > overlap_px else "edge")
-    out = np.zeros((net.head.out_channels, n_rows * core, n_cols * core), np.float32)
+    (n_rows, core_h), (n_cols, core_w) = (_tiling(n, tile_px, overlap_px, net.stride) for n in (h, w))
+    padded = np.pad(rgb8, [(overlap_px, n_rows * core_h - h + overlap_px),
+                           (overlap_px, n_cols * core_w - w + overlap_px), (0, 0)],
+                    mode="reflect" if min(h, w) > overlap_px else "edge")
+    out = np.zeros((net.head.out_channels, n_rows * core_h, n_cols * core_w), np.float32)
     with torch.inference_mode():
         for i in range(n_rows):
             for j in range(n_cols):
-                block = padded[i * core: i * core + tile, j * core: j * core + tile]
+                block = padded[i * core_h: (i + 1) * core_h + 2 * overlap_px,
+                               j * core_w: (j + 1) * core_w + 2 * overlap_px]
                 x = torch.from_numpy(np.ascontiguousarray(block)).to(device).permute(2, 0, 1)[None].float() / 255
                 y = net(x)[0].float().cpu().numpy()
-                out[:, i * core:(i + 1) * core, j * core:(j + 1) * core] = \
-                    y[:, overlap_px: overlap_px + core, overlap_px: overlap_px + core]
+                out[:, i * core_h:(i + 1) * core_h, j * core_w:(j + 1) * core_w] = \
+                    y[:, overlap_px: overlap_px + core_h, overlap_px: overlap_px + core_w]
     out = out[:, :h, :w]
     maps = {k: 1 / (1 + np.exp(-out[c])) for c, k in enumerate(("nucleus", "centre", "distance"))}
     if out.shape[0] > 3:
@@ -58,6 +57,15 @@ def predict_maps(net, rgb8, *, tile_px=TILE_PX, overlap_px=OVERLAP_PX, device="c
     else:
         maps["cell_type"] = None
     return maps
+
+
+def _tiling(n, tile_px, overlap_px, stride):
+    """(tiles, core length) along an axis of `n` pixels: the fewest tiles of at most `tile_px`,
+    with equal cores, so little of the network's work is spent on padding; tile sides
+    (core + 2 overlaps) are multiples of the network's stride."""
+    count = max(1, math.ceil(n / (tile_px - 2 * overlap_px)))
+    tile = math.ceil((math.ceil(n / count) + 2 * overlap_px) / stride) * stride
+    return count, tile - 2 * overlap_px
 
 
 def instances(maps, working_pixel_size_um, *, centre_threshold, nucleus_threshold, min_separation_um,
@@ -135,6 +143,7 @@ def segment(img, px, *, model, tile_size_px=2048, device="cpu"):
     from .weights import load_model
 
     net, meta = load_model(model, device)
+    net.fuse_batch_norms()
     data = img.data
     h, w = img.spatial_shape
     wpx = float(meta["working_pixel_size_um"])

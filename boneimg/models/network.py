@@ -51,6 +51,19 @@ class NucleusNet(nn.Module):
         """Input sides must be multiples of this (pixels)."""
         return 2 ** (len(self.widths) - 1)
 
+    def fuse_batch_norms(self):
+        """Fold each batch norm into its convolution for inference (same outputs, less work).
+
+        Only for a network in eval mode that will not be trained again; returns `self`.
+        """
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+        for block in self.modules():
+            if isinstance(block, nn.Sequential) and len(block) == 3 and isinstance(block[1], nn.BatchNorm2d):
+                block[0] = fuse_conv_bn_eval(block[0], block[1])
+                block[1] = nn.Identity()
+        return self
+
     def forward(self, x):
         skips = []
         for i, encoder in enumerate(self.encoders):
