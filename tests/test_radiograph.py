@@ -41,7 +41,8 @@ def test_lytic_area_and_count_match_the_truth(lytic, with_reference):
 
 
 @pytest.mark.parametrize("area_mm2, seed", [(0.7067124889050498, 8), (0.7067124889050498, 3), (1.2, 0),
-                                             (0.3, 4), (0.3, 10), (0.0, 8)])
+                                             (1.0, 3), (1.0, 8), (1.2, 4), (1.2, 6), (1.2, 10),
+                                             (0.3, 4), (0.3, 10), (0.0, 8), (0.0, 7), (0.0, 13)])
 def test_lesions_stay_inside_the_true_holes(area_mm2, seed):
     # regression: a core pixel shallower than its lesion's edge level once seeded the
     # background label, and the whole image was called lytic (32 mm² for a true 0.70 mm²)
@@ -53,6 +54,14 @@ def test_lesions_stay_inside_the_true_holes(area_mm2, seed):
     assert (found & true).sum() >= 0.95 * found.sum()
     assert m["Lytic.Ar_mm2"] <= 1.05 * xray.truth["lytic_area_mm2"]
     assert (m["Lytic.Ar_mm2"] > 0.5 * xray.truth["lytic_area_mm2"]) if area_mm2 else m["Lytic.N"] == 0
+
+
+def test_holes_where_the_bone_brightens_along_the_axis_are_bridged_without_reference():
+    # the expected bone across a hole is a straight line between the bone on its two sides;
+    # filling it at the darker side's level found 78 % of this 0.70 mm² lesion set
+    xray = lesion_radiograph(0.7067124889050498, seed=8)
+    found = bi.analyze_radiograph(xray.image).lesions.astype(bool)
+    assert (found & xray.truth["lytic"]).sum() >= 0.80 * xray.truth["lytic"].sum()
 
 
 @pytest.mark.parametrize("with_reference", [True, False])

@@ -2,10 +2,10 @@
 reconstruction and sphere painting, on 3-D float64 grids (a 2-D image is one slice thick).
 
 Squared distances are sums of ``weights[a] * k**2`` in axis order; with integer weights they
-are exact integers held in float64.
+are exact integers held in float64. The caller allocates the large outputs with NumPy, which
+backs them with huge pages: numba's own allocations fault in 4 kB pages, which doubled the
+time of a pass that only writes.
 """
-
-import math
 
 import numba
 import numpy as np
@@ -14,74 +14,71 @@ INF = np.inf
 
 
 @numba.njit(cache=True, nogil=True)
-def squared_distance(features, weights, keep):
-    """Squared distance from each `keep` voxel to the nearest `features` voxel (inf if there is
-    none; 0 outside `keep`); beyond the array there are no features. Separable: exact 1-D
-    distances along axis 0, then the lower envelope of parabolas along axes 1 and 2
-    (Felzenszwalb & Huttenlocher 2012)."""
+def distance_along_axis0(features, out, start, stop):
+    """First pass of the squared distance transform (Felzenszwalb & Huttenlocher 2012) over
+    rows ``start:stop`` of axis 1: distance in voxels along axis 0 to the nearest `features`
+    voxel (inf if none), into `out`."""
     n0, n1, n2 = features.shape
-    out = np.empty(features.shape)
-    w0 = weights[0]
-    # axis 0: distances in voxels forth, then back, plane by plane so that the inner loops run
-    # along memory (squared and weighted when the lines of axis 1 read them)
-    for j in range(n1):
+    # forth, then back, in rows of axis 1 so that the inner loops run along memory
+    for j in range(start, stop):
         for k in range(n2):
             out[0, j, k] = 0.0 if features[0, j, k] else INF
-    for i in range(1, n0):
-        for j in range(n1):
+        for i in range(1, n0):
             for k in range(n2):
                 out[i, j, k] = 0.0 if features[i, j, k] else out[i - 1, j, k] + 1.0
-    for i in range(n0 - 2, -1, -1):
-        for j in range(n1):
+        for i in range(n0 - 2, -1, -1):
             for k in range(n2):
                 out[i, j, k] = min(out[i, j, k], out[i + 1, j, k] + 1.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def distance_envelopes(out, weights, keep, start, stop):
+    """Second pass over planes ``start:stop`` of axis 0: from the distances along axis 0 in
+    `out`, the squared distances (``sum weights[a] * k**2``), by the lower envelope of
+    parabolas along axes 1 and 2; 0 outside `keep`."""
+    n0, n1, n2 = out.shape
+    w0 = weights[0]
     n = max(n1, n2)
-    for i in range(n0):
-        f, v, z = np.empty(n), np.empty(n, np.int64), np.empty(n + 1)
+    f, v, z, base, top = np.empty(n), np.empty(n, np.int64), np.empty(n + 1), np.empty(n), np.empty(n)
+    for i in range(start, stop):
         for k in range(n2):
             for j in range(n1):
                 g = out[i, j, k]
                 f[j] = w0 * (g * g) if g != INF else INF
-            _envelope(f, n1, weights[1], v, z)
+            _envelope(f, n1, weights[1], v, z, base, top)
             for j in range(n1):
                 out[i, j, k] = f[j]
         for j in range(n1):
             for k in range(n2):
                 f[k] = out[i, j, k]
-            _envelope(f, n2, weights[2], v, z)
+            _envelope(f, n2, weights[2], v, z, base, top)
             for k in range(n2):
                 out[i, j, k] = f[k] if keep[i, j, k] else 0.0
-    return out
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _envelope(f, n, w, v, z):
-    """``f[p] <- min_q f[q] + w (p - q)²`` over the first `n` entries, in place."""
+def _envelope(f, n, w, v, z, base, top):
+    """``f[p] <- min_q f[q] + w (p - q)²`` over the first `n` entries, in place. Work space:
+    the envelope's parabolas' vertices `v`, minima `base`, ``f[q] + w q²`` (`top`) and the
+    points `z` where each takes over."""
     k = -1
     for q in range(n):
         fq = f[q]
         if fq == INF:
             continue
-        if k < 0:
-            k = 0
-            v[0] = q
-            z[0] = -INF
-            z[1] = INF
-            continue
-        s = ((fq + w * q * q) - (f[v[k]] + w * v[k] * v[k])) / (2.0 * w * (q - v[k]))
-        while s <= z[k]:
+        lifted = fq + w * q * q
+        s = -INF
+        # the first parabola is never dropped: the new one takes over from it at some finite point
+        while k >= 0:
+            s = (lifted - top[k]) / (2.0 * w * (q - v[k]))
+            if s > z[k]:
+                break
             k -= 1
-            s = ((fq + w * q * q) - (f[v[k]] + w * v[k] * v[k])) / (2.0 * w * (q - v[k]))
         k += 1
-        v[k] = q
-        z[k] = s
-        z[k + 1] = INF
+        v[k], base[k], top[k], z[k] = q, fq, lifted, s
     if k < 0:
         return
-    # the parabolas' values are read before any is overwritten: keep their minima apart
-    base = np.empty(k + 1)
-    for m in range(k + 1):
-        base[m] = f[v[m]]
+    z[k + 1] = INF
     m = 0
     for p in range(n):
         while z[m + 1] < p:
@@ -93,40 +90,55 @@ def _envelope(f, n, w, v, z):
 @numba.njit(cache=True, nogil=True)
 def reconstruct(current, mask):
     """Grey-level reconstruction by dilation of `current` under `mask` (``current <= mask``)
-    along 6-connected paths, in place: forward and backward raster scans until stable, over
-    the voxels below the mask only (no other voxel can change)."""
+    along 6-connected paths, in place (Vincent 1993, hybrid): a forward and a backward raster
+    scan, then a queue of the voxels whose value may still spread. Only voxels below the mask
+    can change; none of them may lie on the array's faces."""
     n0, n1, n2 = current.shape
     values, limits = current.ravel(), mask.ravel()
     below = np.flatnonzero(values < limits)
-    steps = np.array([n1 * n2, n2, 1])
-    sizes = np.array([n0, n1, n2])
-    changed = True
-    while changed:
-        changed = False
-        for direction in (1, -1):
-            for t in range(below.size) if direction == 1 else range(below.size - 1, -1, -1):
-                p = below[t]
-                m = limits[p]
-                c = values[p]
-                if c >= m:
-                    continue
-                best = c
-                rest = p
-                for axis in range(3):
-                    # index along this axis, then the neighbour before (forward) or after it
-                    index = (rest // steps[axis]) % sizes[axis]
-                    if 0 <= index - direction < sizes[axis]:
-                        best = max(best, min(values[p - direction * steps[axis]], m))
-                if best > c:
-                    values[p] = best
-                    changed = True
+    steps = (n1 * n2, n2, 1)
+    for p in below:
+        best = values[p]
+        for step in steps:
+            best = max(best, values[p - step])
+        values[p] = min(best, limits[p])
+    queue = np.empty(max(below.size, 16), np.int64)
+    end = 0
+    for t in range(below.size - 1, -1, -1):
+        p = below[t]
+        best = values[p]
+        for step in steps:
+            best = max(best, values[p + step])
+        value = min(best, limits[p])
+        values[p] = value
+        for step in steps:
+            q = p + step
+            if values[q] < value and values[q] < limits[q]:
+                queue[end] = p
+                end += 1
+                break
+    start = 0
+    while start < end:
+        p = queue[start]
+        start += 1
+        value = values[p]
+        for step in (-n1 * n2, -n2, -1, 1, n2, n1 * n2):
+            q = p + step
+            if values[q] < value and values[q] < limits[q]:
+                values[q] = min(value, limits[q])
+                if end == queue.size:  # reuse the consumed front, or grow
+                    queue = np.concatenate((queue[start:end], np.empty(end - start + queue.size, np.int64)))
+                    end -= start
+                    start = 0
+                queue[end] = q
+                end += 1
 
 
 @numba.njit(cache=True, nogil=True)
-def level_codes(squared, levels):
-    """Index in the sorted `levels` of each voxel's squared radius (the nearest level; -1 where
-    it is 0, no sphere). Integer levels are looked up in a table, others searched."""
-    codes = np.full(squared.shape, -1, np.int32)
+def level_codes(squared, levels, codes):
+    """Fill `codes` (an integer array shaped like `squared`) with the index in the sorted
+    `levels` of each voxel's squared radius (the nearest level; -1 where it is 0, no sphere).
+    Integer levels are looked up in a table, others searched."""
     flat, out = squared.ravel(), codes.ravel()
     top = levels.size - 1
     integer = levels[top] < 1 << 24 and np.all(levels == np.floor(levels))
@@ -137,6 +149,7 @@ def level_codes(squared, levels):
     for p in range(flat.size):
         value = flat[p]
         if value <= 0:
+            out[p] = -1
             continue
         if integer:
             out[p] = table[int(value)]
@@ -145,103 +158,167 @@ def level_codes(squared, levels):
         if at > 0 and value - levels[at - 1] < levels[at] - value:
             at -= 1
         out[p] = at
-    return codes
 
 
 @numba.njit(cache=True, nogil=True)
-def diameters(codes, levels, scale):
-    """``scale * sqrt(levels[code])`` as float32 (0 where the code is -1), without the grid's
-    one-voxel border."""
+def diameters(codes, inside, levels, scale, out, start, stop):
+    """``scale * sqrt(levels[code])`` on `inside` (where every code is set), NaN elsewhere,
+    without the grid's one-voxel border, into planes ``start:stop`` of `out` (float32)."""
     n0, n1, n2 = codes.shape
     roots = (scale * np.sqrt(levels)).astype(np.float32)
-    out = np.zeros((n0 - 2, n1 - 2, n2 - 2), np.float32)
-    for i in range(n0 - 2):
+    for i in range(start, stop):
         for j in range(n1 - 2):
             for k in range(n2 - 2):
-                code = codes[i + 1, j + 1, k + 1]
-                if code >= 0:
-                    out[i, j, k] = roots[code]
-    return out
+                out[i, j, k] = roots[codes[i + 1, j + 1, k + 1]] if inside[i + 1, j + 1, k + 1] else np.nan
 
 
 @numba.njit(cache=True, nogil=True)
-def paint(codes, levels, inside_count, farthest, grid, sq, neighbours, margins, weights, tolerance):
-    """For each voxel, the code of the largest sphere covering it, on a grid padded by `margins`.
+def plan_spheres(codes, contain, forward, neighbours, roots, lengths, plan, start, stop):
+    """Which spheres of planes ``start:stop`` to write, and against which parent, into `plan`
+    (int32, same shape as `codes`, holding -1): -1 for no sphere or one whose lattice points all lie in a later neighbour's, else
+    the index of the parent neighbour, or ``len(neighbours)`` for the whole sphere.
 
-    Every voxel c with a sphere (``codes >= 0``; never on the array's faces) is a centre. Its
-    parent is the neighbour, after it in (radius, flat index) order, whose sphere reaches
-    furthest past c; c is skipped when its sphere's lattice points all lie in a later
-    neighbour's sphere (`farthest`), and otherwise writes only the points of its sphere outside
-    the parent's. Every voxel ends with the largest sphere covering it: a point that c leaves
-    out lies in a sphere at least as large, later in the order, and the chain of parents ends
-    at a sphere that writes it.
+    "Later" is in (radius, flat index) order (`forward[q]`: neighbour q lies at a later flat
+    index); neighbour q with code ``other`` holds the sphere of code ``own`` when ``other >=
+    contain[q, own]`` (precomputed, order included). The parent is the later neighbour whose
+    sphere reaches furthest past c (the first such in `neighbours`' order). Voxels on the
+    array's faces carry no sphere (``codes`` -1).
+    """
+    n0, n1, n2 = codes.shape
+    n_neighbours = neighbours.shape[0]
+    steps = (neighbours[:, 0] * n1 + neighbours[:, 1]) * n2 + neighbours[:, 2]
+    flat = codes.ravel()
+    least = np.empty(contain.shape[1], np.int32)
+    for own in range(least.size):
+        least[own] = contain[:, own].min()
+    entries = plan.ravel()
+    for i in range(max(start, 1), min(stop, n0 - 1)):
+        # the largest code in each voxel's 3x3x3 neighbourhood, separably: a sphere that no
+        # neighbour could hold needs no search
+        across, largest = np.empty((n1, n2), codes.dtype), np.empty((n1, n2), codes.dtype)
+        for j in range(n1):
+            for k in range(n2):
+                across[j, k] = max(codes[i - 1, j, k], codes[i, j, k], codes[i + 1, j, k])
+        for j in range(1, n1 - 1):
+            for k in range(n2):
+                largest[j, k] = max(across[j - 1, k], across[j, k], across[j + 1, k])
+        for j in range(1, n1 - 1):
+            for k in range(1, n2 - 1):
+                p = (i * n1 + j) * n2 + k
+                own = flat[p]
+                if own < 0:
+                    continue
+                top = max(largest[j, k - 1], largest[j, k], largest[j, k + 1])
+                if top >= least[own]:
+                    held = False
+                    for q in range(n_neighbours):
+                        if flat[p + steps[q]] >= contain[q, own]:
+                            held = True
+                            break
+                    if held:
+                        continue
+                parent = n_neighbours
+                parent_reach = -INF
+                for q in range(n_neighbours):
+                    # neighbours come nearest first: stop when none left can reach further
+                    if roots[top] - lengths[q] <= parent_reach:
+                        break
+                    other = flat[p + steps[q]]
+                    if other > own or (other == own and forward[q]):
+                        reach = roots[other] - lengths[q]
+                        if reach > parent_reach:
+                            parent_reach, parent = reach, q
+                entries[p] = parent
 
-    `grid` (int64, rows of 3) holds the lattice offsets sorted by their squared length `sq`;
-    `inside_count[code]` counts those shorter than ``sqrt(levels[code])``; `farthest[code, k]`
-    is the largest squared distance from neighbour k to a lattice point of a sphere of that code.
+
+@numba.njit(cache=True, nogil=True)
+def assign_templates(plan, codes, levels, inside_count, grid, sq, offsets, neighbours, lengths, weights, tolerance):
+    """Replace each entry of `plan` (from :func:`plan_spheres`) by the index of its template:
+    the flat offsets of the points of the sphere outside its parent's (all of them when it
+    has none), one template per (own code, parent code, direction), computed once.
+
+    Returns ``starts`` and ``pool``: template t is ``pool[starts[t]:starts[t + 1]]``.
+    """
+    n0, n1, n2 = codes.shape
+    n_neighbours = neighbours.shape[0]
+    steps = (neighbours[:, 0] * n1 + neighbours[:, 1]) * n2 + neighbours[:, 2]
+    flat, entries = codes.ravel(), plan.ravel()
+    roots = np.sqrt(levels)
+    width = n_neighbours + 1
+    # a table per (own code, direction) over the parent codes met (own code + 0, 1, ...):
+    # first its length, then where it starts in `index`
+    rows = np.zeros(levels.size * width + 1, np.int64)
+    for p in range(entries.size):
+        parent = entries[p]
+        if parent >= 0:
+            own = flat[p]
+            above = 0 if parent == n_neighbours else flat[p + steps[parent]] - own
+            rows[own * width + parent + 1] = max(rows[own * width + parent + 1], above + 1)
+    rows = np.cumsum(rows)
+    index = np.full(rows[-1], -1, np.int64)
+    starts = np.zeros(1024, np.int64)
+    pool = np.empty(1 << 16, np.int64)
+    count = 0
+    for p in range(entries.size):
+        parent = entries[p]
+        if parent < 0:
+            continue
+        own = flat[p]
+        parent_code = own if parent == n_neighbours else flat[p + steps[parent]]
+        slot = rows[own * width + parent] + parent_code - own
+        if index[slot] < 0:
+            index[slot] = count
+            if count + 2 > starts.size:
+                starts = np.concatenate((starts, np.zeros(starts.size, np.int64)))
+            used = starts[count]
+            if parent == n_neighbours:
+                pool = _reserve(pool, used, inside_count[own])
+                pool[used:used + inside_count[own]] = offsets[:inside_count[own]]
+                used += inside_count[own]
+                pool[starts[count]:used].sort()
+            else:
+                pool, used = _uncovered(pool, used, offsets, grid, sq, inside_count[own], levels[parent_code],
+                                        roots[parent_code] - lengths[parent], neighbours[parent], weights, tolerance)
+            count += 1
+            starts[count] = used
+        entries[p] = index[slot]
+    return starts[:count + 1], pool
+
+
+@numba.njit(cache=True, nogil=True)
+def paint(plan, codes, starts, pool, margins, out, start, stop):
+    """The largest code written over each voxel, into `out` (holding -1; the grid of `codes`
+    padded by `margins`), by the centres in planes ``start:stop``: centre p writes ``codes[p]``
+    through template ``plan[p]`` (see :func:`assign_templates`), at most ``margins[0]`` planes
+    from its own: ranges more than ``2 * margins[0]`` planes apart may run at the same time.
     """
     n0, n1, n2 = codes.shape
     m0, m1, m2 = margins
     p1, p2 = n1 + 2 * m1, n2 + 2 * m2
-    out = np.full((n0 + 2 * m0, p1, p2), -1, np.int32)
-    painted = out.ravel()
-    flat = codes.ravel()
-    offsets = (grid[:, 0] * p1 + grid[:, 1]) * p2 + grid[:, 2]
-    n_neighbours = neighbours.shape[0]
-    steps = (neighbours[:, 0] * n1 + neighbours[:, 1]) * n2 + neighbours[:, 2]
-    lengths = np.sqrt(weights[0] * (neighbours[:, 0] * neighbours[:, 0])
-                      + weights[1] * (neighbours[:, 1] * neighbours[:, 1])
-                      + weights[2] * (neighbours[:, 2] * neighbours[:, 2]))
-    roots = np.sqrt(levels)
-    # the points of a sphere outside a neighbour's, per (own code, parent code, neighbour)
-    # key -> (start in `pool`) << 32 | length
-    templates = numba.typed.Dict.empty(key_type=numba.int64, value_type=numba.int64)
-    pool = np.empty(1 << 16, np.int64)
-    used = 0
-    for p in range(flat.size):
-        own = flat[p]
-        if own < 0:
-            continue
-        contained = False
-        parent = -1
-        parent_reach = -INF
-        for q in range(n_neighbours):
-            other = flat[p + steps[q]]
-            # only neighbours after c in (radius, flat index) order
-            if other < own or (other == own and steps[q] < 0):
-                continue
-            if levels[other] * (1.0 - tolerance) > farthest[own, q]:
-                contained = True
-                break
-            reach = roots[other] - lengths[q]
-            if reach > parent_reach:
-                parent_reach, parent = reach, q
-        if contained:
-            continue
-        i, rest = divmod(p, n1 * n2)
-        j, k = divmod(rest, n2)
-        centre = ((i + m0) * p1 + (j + m1)) * p2 + (k + m2)
-        if parent < 0:  # no later neighbour: the whole sphere
-            first, last = 0, inside_count[own]
-            source = offsets
-        else:
-            parent_code = flat[p + steps[parent]]
-            key = (own * levels.size + parent_code) * n_neighbours + parent
-            packed = templates.get(key, -1)
-            if packed < 0:
-                first = used
-                pool, used = _uncovered(pool, used, offsets, grid, sq, inside_count[own], levels[parent_code],
-                                        roots[parent_code] - lengths[parent], neighbours[parent], weights, tolerance)
-                packed = first << 32 | (used - first)
-                templates[key] = packed
-            first = packed >> 32
-            last = first + (packed & 0xFFFFFFFF)
-            source = pool
-        for t in range(first, last):
-            target = centre + source[t]
-            if painted[target] < own:
-                painted[target] = own
-    return out
+    painted, flat, entries = out.ravel(), codes.ravel(), plan.ravel()
+    for i in range(start, stop):
+        for j in range(n1):
+            for k in range(n2):
+                p = (i * n1 + j) * n2 + k
+                template = entries[p]
+                if template < 0:
+                    continue
+                own = flat[p]
+                centre = ((i + m0) * p1 + (j + m1)) * p2 + (k + m2)
+                for t in range(starts[template], starts[template + 1]):
+                    target = centre + pool[t]
+                    if painted[target] < own:
+                        painted[target] = own
+
+
+@numba.njit(cache=True, nogil=True)
+def _reserve(pool, used, extra):
+    """`pool` with room for `extra` more entries after the first `used`."""
+    if used + extra <= pool.size:
+        return pool
+    grown = np.empty(2 * (used + extra), np.int64)
+    grown[:used] = pool[:used]
+    return grown
 
 
 @numba.njit(cache=True, nogil=True)
@@ -254,10 +331,7 @@ def _uncovered(pool, used, offsets, grid, sq, end, parent_squared, parent_reach,
     if parent_reach > 0:
         start = np.searchsorted(sq[:end], parent_reach * parent_reach * (1.0 - tolerance))
     limit = parent_squared * (1.0 - tolerance)
-    if used + end - start > pool.size:
-        grown = np.empty(2 * (used + end - start), np.int64)
-        grown[:used] = pool[:used]
-        pool = grown
+    pool = _reserve(pool, used, end - start)
     for t in range(start, end):
         d0, d1, d2 = grid[t, 0] - e[0], grid[t, 1] - e[1], grid[t, 2] - e[2]
         if weights[0] * (d0 * d0) + weights[1] * (d1 * d1) + weights[2] * (d2 * d2) >= limit:
@@ -268,11 +342,11 @@ def _uncovered(pool, used, offsets, grid, sq, end, parent_squared, parent_reach,
 
 
 @numba.njit(cache=True, nogil=True)
-def limit_by_faces(reaching, weights):
-    """``min(reaching, squared distance to the nearest face of the array's one-voxel border)``."""
+def limit_by_faces(reaching, weights, out, start, stop):
+    """``min(reaching, squared distance to the nearest face of the array's one-voxel border)``,
+    into planes ``start:stop`` of `out`."""
     n0, n1, n2 = reaching.shape
-    out = np.empty_like(reaching)
-    for i in range(n0):
+    for i in range(start, stop):
         a = min(i, n0 - 1 - i)
         along0 = weights[0] * (a * a)
         for j in range(n1):
@@ -281,4 +355,3 @@ def limit_by_faces(reaching, weights):
             for k in range(n2):
                 c = min(k, n2 - 1 - k)
                 out[i, j, k] = min(reaching[i, j, k], min(along01, weights[2] * (c * c)))
-    return out

@@ -12,9 +12,10 @@ Steps of :func:`analyze_radiograph`:
    the outline).
 3. Expected bone signal: with a reference (the mirrored contralateral limb, or a baseline of
    the same limb, aligned) its bone signal; without one, the bone's own signal along its long
-   axis with dips shorter than ``expected_length_um`` filled (a grey closing along the axis
-   found from the outline; across the axis the profile of a long bone is not flat, along it it
-   is; one straight bone per image is assumed, so give a reference for a whole bent limb).
+   axis with dips shorter than ``expected_length_um`` bridged (a grey closing along the axis,
+   found from the outline, marks them; each is bridged by a straight line between the bone on
+   its two sides; across the axis the profile of a long bone is not flat, along it it is; one
+   straight bone per image is assumed, so give a reference for a whole bent limb).
 4. Lytic pixels lie inside the outline (of the image or the reference) and are darker than
    expected by more than ``k`` robust SDs of the difference and by at least ``min_loss_pct`` %
    of the expected bone signal (radiolucent: about half the bone along the ray gone). Each
@@ -127,7 +128,7 @@ def analyze_radiograph(image, *, pixel_size_um=None, reference=None, **params):
         mode = "no-reference"
         expected = _expected_along_axis(signal, bone, spacing, p["expected_length_um"])
         notes["expected"] = ("expected bone from the image itself: dips along the long axis shorter "
-                             "than expected_length_um filled")
+                             "than expected_length_um bridged")
     loss = expected - signal
     lytic = np.zeros(bone.shape, bool)
     sd = float("nan")
@@ -230,11 +231,14 @@ def _ellipse(ry, rx):
 
 
 def _expected_along_axis(signal, bone, spacing, length_um):
-    """The bone signal with dips along the bone's long axis shorter than `length_um` filled.
+    """The bone signal with dips along the bone's long axis shorter than `length_um` bridged.
 
     The long axis is the direction of the outline's long edges: the eigenvector of the
     structure tensor of the outline (summed over the image) across which the outline varies
-    least. One straight bone per image is assumed.
+    least. One straight bone per image is assumed. A grey closing along the axis finds the
+    dips; each is then bridged by a straight line between the bone on its two sides (the
+    closing alone fills at the darker side's level, too low where the bone brightens along the
+    axis, as towards the metaphysis).
     """
     if not bone.any():
         return signal.copy()
@@ -249,10 +253,26 @@ def _expected_along_axis(signal, bone, spacing, length_um):
     turn = 90.0 - angle
     rotated = ndi.rotate(signal, turn, reshape=True, order=1, mode="nearest")
     length_px = max(3, int(round(length_um / float(np.mean(spacing)))))
-    closed = ndi.grey_closing(rotated, size=(length_px, 1), mode="nearest")
+    closed = _bridge_dips(rotated, ndi.grey_closing(rotated, size=(length_px, 1), mode="nearest"))
     back = ndi.rotate(closed, -turn, reshape=True, order=1, mode="nearest")
     offset = [(b - s) // 2 for b, s in zip(back.shape, signal.shape)]
     return back[offset[0]:offset[0] + signal.shape[0], offset[1]:offset[1] + signal.shape[1]]
+
+
+def _bridge_dips(profile, closed):
+    """`closed` with each dip it filled (where it lies above `profile`, along axis 0) replaced
+    by a straight line between `profile` on the dip's two sides (one side at the array's edge)."""
+    rows = np.arange(profile.shape[0])[:, None]
+    dip = closed > profile
+    rim = ~dip
+    above = np.maximum.accumulate(np.where(rim, rows, -1), axis=0)
+    below = np.minimum.accumulate(np.where(rim, rows, profile.shape[0])[::-1], axis=0)[::-1]
+    has_above, has_below = above >= 0, below < profile.shape[0]
+    top = np.take_along_axis(profile, np.clip(above, 0, None), axis=0)
+    bottom = np.take_along_axis(profile, np.clip(below, None, profile.shape[0] - 1), axis=0)
+    t = (rows - above) / np.maximum(below - above, 1)
+    line = np.where(has_above & has_below, top + (bottom - top) * t, np.where(has_above, top, bottom))
+    return np.where(dip & (has_above | has_below), line, closed)
 
 
 def _to_half_depth(core, loss, allowed, edge_fraction):

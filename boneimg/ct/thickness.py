@@ -27,20 +27,28 @@ edge, while a plate or gap lying along the edge is read at its visible width and
 it (tools that ignore the array border read a plate lying on it at double width; tools that
 count the border as background read thinner near it).
 
-Algorithm (compiled loops in :mod:`._thickness_kernels`): exact squared distances by the
-separable lower envelope of parabolas; the limit by the unknown by grey-level reconstruction.
+Algorithm (compiled loops in :mod:`._thickness_kernels`, run over chunks of planes by
+``numba.get_num_threads()`` Python threads, taking the next chunk when free, so that a thread
+slowed by other work on its core delays no other; set ``NUMBA_NUM_THREADS=1`` where processes
+already share the cores): exact squared distances by the separable lower envelope of parabolas; the limit by the
+unknown by grey-level reconstruction (raster scans, then a queue).
 Every structure voxel c is a sphere centre. It is skipped when its sphere's lattice points
-all lie in a neighbour's sphere that comes later in (radius, flat index) order; otherwise,
-among those later neighbours the one whose sphere reaches furthest past c is its parent, and
-c writes its radius only into the part of its sphere outside the parent's (one template per
-radius, parent radius and direction, computed once). Writing the maximum leaves each voxel
-with the largest sphere that covers it: a voxel left out by c lies in a later, at least as
-large sphere, and so on up a chain that ends at a sphere written in full.
+all lie in a neighbour's sphere that comes later in (radius, flat index) order (a table gives,
+per radius and direction, the smallest such neighbour radius; a 3x3x3 maximum spares the
+search where no neighbour is large enough); otherwise, among those later neighbours the one
+whose sphere reaches furthest past c is its parent, and c writes its radius only into the part
+of its sphere outside the parent's (one template per radius, parent radius and direction,
+computed once). Writing the maximum leaves each voxel with the largest sphere that covers it:
+a voxel left out by c lies in a later, at least as large sphere, and so on up a chain that
+ends at a sphere written in full. The writes run in slabs along the first axis, alternate
+slabs at the same time: a slab is as thick as a sphere is wide, so no two write one voxel.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 import itertools
 import math
 
+import numba
 import numpy as np
 
 from . import _thickness_kernels as kernels
@@ -49,6 +57,10 @@ from ._inputs import BYTES_PER_VOXEL, binary_mask, region, require_memory, voxel
 #: Refinement of the sphere centres' grid (per axis) in sub-voxel mode (odd: the coarse voxel
 #: centres stay on the fine grid).
 SUBVOXEL_FACTOR = 3
+#: Relative slack of the float comparisons that let a sphere skip points (float voxel sizes).
+TOLERANCE = 1e-12
+#: Planes per chunk of work handed to a thread.
+CHUNK = 4
 
 
 def local_thickness(mask, voxel_size_um, *, roi=None, subvoxel=False):
@@ -101,12 +113,11 @@ def local_thickness(mask, voxel_size_um, *, roi=None, subvoxel=False):
         diameter = diameter[tuple(slice(factor // 2, None, factor) for _ in range(structure.ndim))].copy()
     else:
         diameter = _diameter_um(inside, other, known, spacing)
-    diameter[~inside] = np.nan
     return diameter
 
 
 def _diameter_um(inside, other, known, spacing):
-    """Local thickness in µm (float32) of the voxels `inside`; 0 elsewhere.
+    """Local thickness in µm (float32) of the voxels `inside`; NaN elsewhere.
 
     Spheres are centred on `inside`, stop at the points of `other`, and reach into the
     unknown (``~known``) only as far as a fully known sphere of their size could be slid.
@@ -121,23 +132,46 @@ def _diameter_um(inside, other, known, spacing):
     w = np.asarray(weights, dtype=np.float64)
     # radius with the unknown ignored, and with the unknown counted as the other phase
     centres = np.pad(inside, 1)
-    reaching = kernels.squared_distance(np.pad(other, 1), w, centres)
-    radius = _limit_by_unknown(reaching, known, w, centres)
-    if not radius.any():
-        return np.zeros(shape, dtype=np.float32)
-    np.minimum(reaching, radius.max(), out=reaching)
-    kernels.reconstruct(radius, reaching)
-    del reaching
-    codes, levels = _max_covering(radius, w)
-    return kernels.diameters(codes, levels, 2 * math.sqrt(unit_um2)).reshape(shape)
+    with ThreadPoolExecutor(numba.get_num_threads()) as pool:
+        reaching = _squared_distance(pool, np.pad(other, 1), w, centres)
+        radius = _limit_by_unknown(pool, reaching, known, w, centres)
+        top = float(radius.max())
+        if top == 0:  # no structure
+            return np.full(shape, np.nan, dtype=np.float32)
+        kernels.reconstruct(radius, reaching)
+        del reaching
+        codes, levels = _max_covering(pool, radius, top, w)
+        diameter = np.empty(tuple(n - 2 for n in centres.shape), np.float32)
+        _in_chunks(pool, kernels.diameters, len(diameter), codes, centres, levels, 2 * math.sqrt(unit_um2), diameter)
+    return diameter.reshape(shape)
 
 
-def _limit_by_unknown(reaching, known, weights, centres):
+def _in_chunks(pool, kernel, n, *args, chunks=None):
+    """``kernel(*args, start, stop)`` over planes ``0:n`` in chunks of `CHUNK` planes (or the
+    given ``(start, stop)`` pairs) on the threads of `pool`; the kernels release the GIL."""
+    if chunks is None:
+        chunks = [(start, min(start + CHUNK, n)) for start in range(0, n, CHUNK)]
+    for done in [pool.submit(kernel, *args, start, stop) for start, stop in chunks]:
+        done.result()
+
+
+def _squared_distance(pool, features, weights, keep):
+    """Squared distance from each `keep` voxel to the nearest `features` voxel (0 outside
+    `keep`; see :func:`._thickness_kernels.distance_envelopes`)."""
+    out = np.empty(features.shape)
+    _in_chunks(pool, kernels.distance_along_axis0, features.shape[1], features, out)
+    _in_chunks(pool, kernels.distance_envelopes, features.shape[0], out, weights, keep)
+    return out
+
+
+def _limit_by_unknown(pool, reaching, known, weights, centres):
     """``min(reaching, squared distance to the unknown)`` on the one-voxel-padded grid."""
     if not known.all():
-        return np.minimum(reaching, kernels.squared_distance(~np.pad(known, 1), weights, centres))
+        return np.minimum(reaching, _squared_distance(pool, ~np.pad(known, 1), weights, centres))
     # only the outside of the array, whose nearest point lies straight across a face
-    return kernels.limit_by_faces(reaching, weights)
+    limited = np.empty_like(reaching)
+    _in_chunks(pool, kernels.limit_by_faces, len(reaching), reaching, weights, limited)
+    return limited
 
 
 def _axis_weights(spacing):
@@ -156,25 +190,28 @@ def _axis_weights(spacing):
     return tuple(ratios), smallest
 
 
-def _max_covering(radius, weights):
+def _max_covering(pool, radius, top, weights):
     """For each voxel of a 3-D grid, the largest sphere covering it.
 
     Parameters
     ----------
+    pool : ThreadPoolExecutor
+        Threads to run the kernels on.
     radius : ndarray of float64, shape (P, M, N)
         Squared radius of the sphere centred at each voxel (0: none).
+    top : float
+        The largest of `radius`.
     weights : ndarray of float64, shape (3,)
         Squared voxel size of each axis in the unit of `radius`.
 
     Returns
     -------
-    codes : ndarray of int32, shape (P, M, N)
+    codes : ndarray of int16 or int32, shape (P, M, N)
         Index in `levels` of ``max{radius[c] : |p - c|² < radius[c]}`` at each voxel p (-1
         where no sphere reaches).
     levels : ndarray of float64
         The squared lengths of lattice vectors up to the largest radius, sorted.
     """
-    top = float(radius.max())
     # the lattice vectors up to the largest radius, sorted by length
     reach = [int(math.isqrt(int(top // w))) + 1 for w in weights]
     grid = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"), -1).reshape(-1, 3)
@@ -187,12 +224,39 @@ def _max_covering(radius, weights):
     # nearest first: a sphere is most often found inside a face neighbour's, and the search stops there
     neighbours = np.array(sorted((o for o in itertools.product((-1, 0, 1), repeat=3) if any(o)),
                                  key=lambda o: float(_squared_length(np.array(o), weights))))
-    farthest = _farthest(grid, weights, neighbours, inside_count)
-    codes = kernels.level_codes(radius, levels)
+    lengths = np.sqrt(_squared_length(neighbours, weights))
+    contain = _containing_codes(levels, _farthest(grid, weights, neighbours, inside_count), neighbours)
+    # 16-bit codes where they suffice: half the memory traffic of the scans and writes
+    codes = np.empty(radius.shape, np.int16 if len(levels) < np.iinfo(np.int16).max else np.int32)
+    kernels.level_codes(radius, levels, codes)
+    plan = np.full(radius.shape, -1, np.int32)
+    _in_chunks(pool, kernels.plan_spheres, len(radius), codes, contain, _forward(neighbours), neighbours,
+               np.sqrt(levels), lengths, plan)
     # a sphere reaches at most `reach` voxels past its centre: paint on a grid padded by that
-    painted = kernels.paint(codes, levels, inside_count, farthest, grid, sq, neighbours,
-                            np.array(reach), weights, 1e-12)
+    padded = [n + 2 * r for n, r in zip(radius.shape, reach)]
+    offsets = (grid[:, 0] * padded[1] + grid[:, 1]) * padded[2] + grid[:, 2]
+    starts, template_offsets = kernels.assign_templates(plan, codes, levels, inside_count, grid, sq, offsets,
+                                                        neighbours, lengths, weights, TOLERANCE)
+    painted = np.full(padded, -1, codes.dtype)
+    # slabs as thick as a sphere is wide: alternate slabs never write the same voxel
+    thickness = 2 * reach[0]
+    slabs = [(start, min(start + thickness, len(radius))) for start in range(0, len(radius), thickness)]
+    for phase in (slabs[::2], slabs[1::2]):
+        _in_chunks(pool, kernels.paint, 0, plan, codes, starts, template_offsets, np.array(reach), painted, chunks=phase)
     return painted[tuple(slice(r, r + n) for r, n in zip(reach, radius.shape))], levels
+
+
+def _containing_codes(levels, farthest, neighbours):
+    """``contain[k, own]``: the smallest code whose sphere, centred at neighbour k and later
+    than a sphere of code `own` in (radius, flat index) order, holds all its lattice points."""
+    holding = np.searchsorted(levels * (1.0 - TOLERANCE), farthest, side="right")
+    own = np.arange(len(levels))[:, None]
+    return np.ascontiguousarray(np.maximum(holding, own + ~_forward(neighbours)).T, dtype=np.int32)
+
+
+def _forward(neighbours):
+    """Whether each neighbour lies at a later flat index (its first non-zero offset is positive)."""
+    return np.array([o[np.flatnonzero(o)[0]] > 0 for o in neighbours])
 
 
 def _farthest(grid, weights, neighbours, inside_count, chunk=1 << 16):
