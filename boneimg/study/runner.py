@@ -229,7 +229,15 @@ def _results(jobs, workers, scheduler, say):
     else:
         # spawn, not fork: forking a process that runs threads (progress bar, a caller's) can hang
         context = multiprocessing.get_context("spawn")
-        yield from _as_completed(ProcessPoolExecutor(workers, mp_context=context), jobs)
+        executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread_per_worker)
+        yield from _as_completed(executor, jobs)
+
+
+def _one_thread_per_worker():
+    """Worker processes already use every core between them: numba, torch and BLAS, imported
+    after this runs, start one thread each instead of one per core."""
+    for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = "1"
 
 
 def _as_completed(executor, jobs):
