@@ -194,6 +194,61 @@ def estimate_section_stains(rgb, stain):
     return estimate
 
 
+def nucleus_stains(od, vectors, *, min_fraction=0.02, min_pixels=500, min_response=0.15):
+    """Stain vectors for finding nuclei on a TRAP section, blind to a third stain.
+
+    Unmixed against TRAP red alone, a counterstain off the hematoxylin–TRAP plane that absorbs
+    red as hematoxylin does (fast green on bone) reads as hematoxylin: the matrix then holds
+    false nuclei, which are not bone. Where at least `min_fraction` of the stained pixels (and
+    `min_pixels`) lie off that plane on one side (by :data:`_OFF_PLANE`), the third stain's
+    direction is the median of the purest quarter of them, and the second vector becomes the
+    direction in the TRAP–counterstain plane nearest hematoxylin: the hematoxylin amount is
+    then that of a three-stain unmixing (weights along TRAP × counterstain), blind to both.
+
+    Parameters
+    ----------
+    od : ndarray of shape (M, N, 3)
+        Optical density (neutral dark pixels at 0).
+    vectors : StainVectors
+        Hematoxylin and TRAP (:func:`estimate_section_stains`).
+    min_response : float
+        Below this hematoxylin response of the three-stain weights (the counterstain nearly
+        hematoxylin's colour), the two-stain `vectors` are kept.
+
+    Returns
+    -------
+    StainVectors
+        `vectors` itself when no third stain is found.
+    """
+    hema, trap = vectors.od
+    normal = np.cross(hema, trap)
+    normal /= np.linalg.norm(normal)
+    od = od.reshape(-1, 3)
+    total = np.linalg.norm(od, axis=1)
+    stained = total >= 0.15
+    od, total = od[stained], total[stained]
+    offset = od @ normal / np.maximum(total, 1e-6)
+    side = 1.0 if np.count_nonzero(offset > _OFF_PLANE) >= np.count_nonzero(offset < -_OFF_PLANE) else -1.0
+    off = side * offset > _OFF_PLANE
+    if off.sum() < max(min_pixels, min_fraction * len(od)):
+        return vectors
+    purest = off & (side * offset >= np.percentile(side * offset[off], 75))
+    third = np.median(od[purest] / total[purest, None], axis=0).astype(float)
+    blind = np.cross(trap, third)  # hematoxylin weights of the three-stain unmixing
+    if np.linalg.norm(blind) < 1e-6:
+        return vectors
+    blind /= np.linalg.norm(blind)
+    if abs(float(hema @ blind)) < min_response:
+        return vectors
+    plane = hema - (hema @ blind) * blind
+    plane /= np.linalg.norm(plane)
+    third /= np.linalg.norm(third)
+    note = (f"{100 * off.mean():.0f} % of the stained pixels off the hematoxylin-TRAP plane: hematoxylin unmixed "
+            f"against TRAP and a third stain at OD {np.round(third, 3).tolist()}")
+    return _stains.StainVectors((vectors.names[0], f"{vectors.names[1]} and counterstain"), np.vstack([hema, plane]),
+                                vectors.background, vectors.estimated, note)
+
+
 def decide_stain(od):
     """Tell an H&E from a TRAP section by colour: ("he" or "trap" or None, why).
 
@@ -336,10 +391,11 @@ def analyze_section(image, *, stain="auto", pixel_size_um=None, culture=False, m
         work_od[_stains.neutral_dark_od(work_od)] = 0
 
     if nuclei is None:
-        # on TRAP the nuclei are hematoxylin against TRAP red, not against an H&E tissue colour
+        # on TRAP the nuclei are hematoxylin against TRAP red (and a counterstain), not against an
+        # H&E tissue colour
         given = {"method": "classical"}
         if used == "trap" and vectors is not None:
-            given["stains"] = vectors
+            given["stains"] = nucleus_stains(work_od, vectors)
         nuclei = _nuclei.segment_nuclei(img.with_spacing(spacing), **{**given, **(nuclei_params or {})})
     elif tuple(getattr(nuclei, "labels", np.zeros(0)).shape) != tuple(img.spatial_shape):
         raise BoneImgError(f"nuclei.labels must have the image's shape {tuple(img.spatial_shape)}")
