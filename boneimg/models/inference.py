@@ -45,17 +45,12 @@ def predict_maps(net, rgb8, *, tile_px=TILE_PX, overlap_px=OVERLAP_PX, device="c
                 block = padded[i * core_h: (i + 1) * core_h + 2 * overlap_px,
                                j * core_w: (j + 1) * core_w + 2 * overlap_px]
                 x = torch.from_numpy(np.ascontiguousarray(block)).to(device).permute(2, 0, 1)[None].float() / 255
-                y = net(x)[0].float().cpu().numpy()
-                out[:, i * core_h:(i + 1) * core_h, j * core_w:(j + 1) * core_w] = \
-                    y[:, overlap_px: overlap_px + core_h, overlap_px: overlap_px + core_w]
+                y = net(x)[0, :, overlap_px: overlap_px + core_h, overlap_px: overlap_px + core_w].float()
+                y = torch.cat([torch.sigmoid(y[:3]), torch.softmax(y[3:], dim=0)]) if len(y) > 3 else torch.sigmoid(y)
+                out[:, i * core_h:(i + 1) * core_h, j * core_w:(j + 1) * core_w] = y.cpu().numpy()
     out = out[:, :h, :w]
-    maps = {k: 1 / (1 + np.exp(-out[c])) for c, k in enumerate(("nucleus", "centre", "distance"))}
-    if out.shape[0] > 3:
-        logits = out[3:] - out[3:].max(axis=0, keepdims=True)
-        e = np.exp(logits)
-        maps["cell_type"] = np.moveaxis(e / e.sum(axis=0, keepdims=True), 0, -1)
-    else:
-        maps["cell_type"] = None
+    maps = {k: out[c] for c, k in enumerate(("nucleus", "centre", "distance"))}
+    maps["cell_type"] = np.moveaxis(out[3:], 0, -1) if out.shape[0] > 3 else None
     return maps
 
 
