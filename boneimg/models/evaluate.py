@@ -5,7 +5,7 @@ import numpy as np
 from ..metrics import aggregated_jaccard_index, match_points, panoptic_quality
 from .datasets import CELL_TYPES
 from .inference import instances, predict_maps
-from .targets import _rgb8, resample_rgb
+from .targets import image_rgb8, resample_rgb
 
 
 def match_radius_px(record):
@@ -18,7 +18,7 @@ def predict_records(net, records, working_pixel_size_um):
     out = []
     for record in records:
         scale = float(record.image.spacing_um[0]) / working_pixel_size_um
-        out.append((record, scale, predict_maps(net, resample_rgb(_rgb8(record.image.data), scale))))
+        out.append((record, scale, predict_maps(net, resample_rgb(image_rgb8(record.image), scale))))
     return out
 
 

@@ -7,6 +7,7 @@ from scipy import ndimage as ndi
 from skimage.segmentation import find_boundaries
 from skimage.transform import rescale
 
+from ..histology.pixels import to_rgb8, white_level
 from .datasets import CELL_TYPES
 
 #: Standard deviation of the Gaussian drawn around each nucleus centre, µm.
@@ -32,15 +33,10 @@ class Targets:
     cell_type: np.ndarray  # int8
 
 
-def _rgb8(data):
-    data = np.asarray(data)
-    if data.ndim != 3 or data.shape[-1] < 3:
-        raise ValueError(f"expected an RGB image, got shape {data.shape}")
-    data = data[..., :3]
-    if data.dtype != np.uint8:
-        top = 255.0 if data.dtype.kind in "ui" and data.max() <= 255 else float(data.max() or 1)
-        data = np.clip(np.rint(data.astype(np.float32) * (255.0 / top)), 0, 255).astype(np.uint8)
-    return data
+def image_rgb8(image):
+    """An Image's pixels as uint8 RGB, converted as nucleus segmentation converts them."""
+    data = np.asarray(image.data)
+    return to_rgb8(data, white_level(data))
 
 
 def resample_rgb(rgb8, scale):
@@ -90,7 +86,7 @@ def make_targets(record, working_pixel_size_um, scale_jitter=1.0):
     """
     px = float(record.image.spacing_um[0])
     scale = px / working_pixel_size_um * scale_jitter
-    rgb = resample_rgb(_rgb8(record.image.data), scale)
+    rgb = resample_rgb(image_rgb8(record.image), scale)
     shape = rgb.shape[:2]
     xy = (np.asarray(record.centres(), float) + 0.5) * scale - 0.5
     centre = gaussian_centres(shape, xy, CENTRE_SIGMA_UM / working_pixel_size_um * scale_jitter)
