@@ -52,17 +52,21 @@ def downsample(values, factor, origin, shape):
     smoothed = ndi.gaussian_filter(values, sigma=0.5 * math.sqrt(factor ** 2 - 1), mode="nearest")
     rows = _work_coords(origin[0], origin[0] + shape[0], factor) - origin[2]
     cols = _work_coords(origin[1], origin[1] + shape[1], factor) - origin[3]
-    rows = np.clip(rows, 0, values.shape[0] - 1)
-    cols = np.clip(cols, 0, values.shape[1] - 1)
-    # separable linear interpolation: rows then columns
-    r0 = np.floor(rows).astype(int)
-    r1 = np.minimum(r0 + 1, values.shape[0] - 1)
-    fr = (rows - r0).astype(np.float32)[:, None]
-    tmp = smoothed[r0] * (1 - fr) + smoothed[r1] * fr
-    c0 = np.floor(cols).astype(int)
-    c1 = np.minimum(c0 + 1, values.shape[1] - 1)
-    fc = (cols - c0).astype(np.float32)[None, :]
-    return (tmp[:, c0] * (1 - fc) + tmp[:, c1] * fc).astype(np.float32)
+    return sample_bilinear(smoothed, rows, cols).astype(np.float32)
+
+
+def sample_bilinear(values, rows, cols):
+    """`values` (shape (M, N) or (M, N, C)) at fractional pixel coordinates `rows` x `cols`
+    (clamped to the array): separable linear interpolation, rows then columns."""
+    for axis, at in ((0, rows), (1, cols)):
+        at = np.clip(at, 0, values.shape[axis] - 1)
+        lo = np.floor(at).astype(int)
+        hi = np.minimum(lo + 1, values.shape[axis] - 1)
+        shape = [1] * values.ndim
+        shape[axis] = -1
+        frac = (at - lo).astype(np.float32).reshape(shape)
+        values = np.take(values, lo, axis=axis) * (1 - frac) + np.take(values, hi, axis=axis) * frac
+    return values
 
 
 def read_block(data, rows, cols):

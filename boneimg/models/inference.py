@@ -9,6 +9,7 @@ from skimage.feature import peak_local_max
 from skimage.segmentation import watershed
 from skimage.transform import resize
 
+from ..histology.pixels import sample_bilinear
 from .datasets import CELL_TYPES
 from .targets import resample_rgb
 
@@ -107,13 +108,7 @@ def _sample_rgb(rgb8, scale, rows, cols):
     if scale < 1:
         sigma = (1 / scale - 1) / 2
         img = ndi.gaussian_filter(img, (sigma, sigma, 0), mode="mirror")
-    for axis, at in ((0, rows), (1, cols)):
-        at = np.clip(at, 0, img.shape[axis] - 1)
-        lo = np.floor(at).astype(int)
-        hi = np.minimum(lo + 1, img.shape[axis] - 1)
-        frac = (at - lo).astype(np.float32).reshape((-1, 1, 1) if axis == 0 else (1, -1, 1))
-        img = np.take(img, lo, axis=axis) * (1 - frac) + np.take(img, hi, axis=axis) * frac
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(sample_bilinear(img, rows, cols)), 0, 255).astype(np.uint8)
 
 
 def segment_block(net, meta, rgb8, px, *, origin=None, device="cpu"):
