@@ -2,6 +2,7 @@
 
 - :func:`match_points`: one-to-one (Hungarian) matching of detected to true centres within a
   distance, giving precision, recall and F1 (the CRCHistoPhenotypes protocol).
+- :func:`classification_f1`: HoVer-Net's per-type F1 of detected and classified nuclei.
 - :func:`aggregated_jaccard_index`: AJI of Kumar et al., IEEE TMI 2017.
 - :func:`panoptic_quality`: detection, segmentation and panoptic quality (Kirillov et al. 2019)
   as used for nuclei by HoVer-Net (Graham et al. 2019).
@@ -178,6 +179,45 @@ def match_points(pred_xy, true_xy, max_distance):
     recall = _ratio(tp, n_true, empty)
     f1 = _ratio(2 * tp, n_pred + n_true, empty)
     return DetectionScore(tp, fp, fn, precision, recall, f1)
+
+
+def classification_f1(pred_types, true_types, cell_type, *, fp_detection, fn_detection):
+    """Per-type F1 of classified detections, F_c of HoVer-Net (Graham et al. 2019).
+
+    ``F_c = 2 (TP_c + TN_c) / (2 (TP_c + TN_c) + 2 FP_c + 2 FN_c + FP_d + FN_d)`` over the
+    matched pairs, where FP_d and FN_d are the unmatched detections and true nuclei, so that
+    detection errors lower the score too. Pairs whose true type is ``""`` (annotated but not
+    classified, as CRCHisto's "unlabelled") are left out: no type is right or wrong for them.
+
+    Parameters
+    ----------
+    pred_types, true_types : array_like of str, shape (k,)
+        Predicted and true type of each matched pair (:func:`match_pairs`).
+    cell_type : str
+        The type scored.
+    fp_detection, fn_detection : int
+        Unmatched detections and unmatched true nuclei.
+
+    Returns
+    -------
+    float
+        F_c in [0, 1]; NaN when no true nucleus has type `cell_type`.
+
+    Examples
+    --------
+    >>> classification_f1(["a", "a", "b"], ["a", "b", "b"], "a", fp_detection=1, fn_detection=0)
+    0.5714285714285714
+    """
+    pred, true = np.asarray(pred_types, str), np.asarray(true_types, str)
+    if pred.shape != true.shape or pred.ndim != 1:
+        raise BoneImgError(f"pred_types and true_types must be 1-D and of one length, got {pred.shape} and {true.shape}")
+    known = true != ""
+    pred, true = pred[known], true[known]
+    if not (true == cell_type).any():
+        return float("nan")
+    right = int(np.sum((pred == cell_type) == (true == cell_type)))  # TP_c + TN_c
+    wrong = len(true) - right  # FP_c + FN_c
+    return 2 * right / (2 * right + 2 * wrong + int(fp_detection) + int(fn_detection))
 
 
 def _check_labels(true_labels, pred_labels):

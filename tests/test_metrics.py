@@ -7,6 +7,7 @@ import boneimg as bi
 from boneimg.metrics import (
     DetectionScore,
     aggregated_jaccard_index,
+    classification_f1,
     label_centroids,
     match_pairs,
     match_points,
@@ -137,3 +138,16 @@ def test_label_centroids_are_xy():
     assert xy.tolist() == [[3.0, 1.0]]
     ids, xy = label_centroids(np.zeros((3, 3), int))
     assert len(ids) == 0 and xy.shape == (0, 2)
+
+
+def test_classification_f1_is_hovernets_f_c():
+    predicted = ["tumour", "tumour", "immune", "immune", "tumour"]
+    true = ["tumour", "immune", "immune", "tumour", ""]  # the last pair has no true type: left out
+    # tumour: TP 1 (pair 0), TN 1 (pair 2), FP 1 (pair 1), FN 1 (pair 3); 2 missed, 1 false detection
+    assert classification_f1(predicted, true, "tumour", fp_detection=1, fn_detection=2) == pytest.approx(4 / 11)
+    # perfect typing still pays for detection errors
+    assert classification_f1(true[:4], true[:4], "immune", fp_detection=0, fn_detection=0) == 1.0
+    assert classification_f1(true[:4], true[:4], "immune", fp_detection=4, fn_detection=4) == pytest.approx(0.5)
+    assert np.isnan(classification_f1(predicted, true, "stromal", fp_detection=0, fn_detection=0))
+    with pytest.raises(bi.BoneImgError, match="one length"):
+        classification_f1(["a"], ["a", "b"], "a", fp_detection=0, fn_detection=0)

@@ -205,3 +205,23 @@ def test_training_images_come_from_held_out_splits():
     assert not {r.name for r in bm if r.split == "test"} & {r.name for r in bm if r.split == "train"}
     assert sum(r.split == "test" for r in cpm) == 5
     assert sum(r.split == "validation" for r in datasets.crchisto(HISTOLOGY)) == 10
+
+
+def test_centre_smoothing_joins_a_spread_peak_and_keeps_two_nuclei_apart():
+    from boneimg.models.inference import instances
+
+    # working grid 0.5 µm/px; nucleus A's centre probability is split over two maxima 2.5 µm
+    # apart (an uncertain network), nucleus B, 8 µm away, has one sharp peak
+    centre = np.zeros((40, 60), np.float32)
+    centre[20, 15], centre[20, 20] = 0.3, 0.3
+    centre[20, 36] = 0.6
+    nucleus = np.zeros_like(centre)
+    nucleus[14:27, 10:26] = nucleus[14:27, 31:42] = 1
+    maps = {"centre": centre, "nucleus": nucleus, "distance": nucleus, "cell_type": None}
+    post = {"nucleus_threshold": 0.5, "min_separation_um": 2.0, "seed_radius_um": 1.5}
+    _, raw, _ = instances(maps, 0.5, centre_threshold=0.2, **post)
+    assert len(raw) == 3  # A read as two nuclei
+    labels, smooth, _ = instances(maps, 0.5, centre_threshold=0.005, centre_smoothing_um=1.5, **post)
+    assert len(smooth) == 2
+    assert sorted(smooth[:, 1]) == [pytest.approx(17.5, abs=0.6), 36]  # A's centre between its maxima
+    assert len(np.unique(labels[14:27, 10:26])) == 1 and labels[20, 36] != labels[20, 17]

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ..metrics import aggregated_jaccard_index, match_points, panoptic_quality
+from ..metrics import aggregated_jaccard_index, classification_f1, match_pairs, panoptic_quality
 from .datasets import CELL_TYPES
 from .inference import instances, predict_maps
 from .targets import image_rgb8, resample_rgb
@@ -23,7 +23,8 @@ def predict_records(net, records, working_pixel_size_um):
 
 
 def score(predicted, working_pixel_size_um, postprocess):
-    """Pooled detection scores, mean AJI/PQ where labels exist, per-type detection F1.
+    """Pooled detection scores, mean AJI/PQ where labels exist, per-type classification F1
+    (:func:`~boneimg.metrics.classification_f1`, HoVer-Net's F_c).
 
     Returns a dict: ``n_images``, ``precision``, ``recall``, ``f1``, ``count_ratio``
     (predicted / true), ``aji``, ``pq`` (None without labels), ``f1_<type>`` for the types the
@@ -32,39 +33,39 @@ def score(predicted, working_pixel_size_um, postprocess):
     from skimage.transform import resize
 
     tp = fp = fn = 0
-    aji, pq, typed = [], [], {}
+    aji, pq, typed = [], [], []
     for record, scale, maps in predicted:
         labels, centres, _ = instances(maps, working_pixel_size_um, **postprocess)
         xy = ((centres + 0.5) / scale - 0.5)[:, ::-1]
-        radius = match_radius_px(record)
-        s = match_points(xy, record.centres(), radius)
-        tp, fp, fn = tp + s.tp, fp + s.fp, fn + s.fn
+        truth = record.centres()
+        pairs = match_pairs(xy, truth, match_radius_px(record))
+        tp, fp, fn = tp + len(pairs), fp + len(xy) - len(pairs), fn + len(truth) - len(pairs)
         if record.labels is not None:
             full = resize(labels, record.labels.shape, order=0, preserve_range=True, anti_aliasing=False)
             full = full.astype(np.int32)
             aji.append(aggregated_jaccard_index(record.labels, full))
             pq.append(panoptic_quality(record.labels, full).pq)
-        if record.cell_types is not None and maps["cell_type"] is not None and len(centres):
-            at = centres.astype(int)
+        if record.cell_types is not None and maps["cell_type"] is not None and len(pairs):
+            at = centres[pairs[:, 0]].astype(int)
             kind = np.array(CELL_TYPES)[maps["cell_type"][at[:, 0], at[:, 1]].argmax(axis=1)]
-            for name in CELL_TYPES:
-                t = match_points(xy[kind == name], record.centres()[record.cell_types == name], radius)
-                acc = typed.setdefault(name, [0, 0, 0])
-                acc[0], acc[1], acc[2] = acc[0] + t.tp, acc[1] + t.fp, acc[2] + t.fn
+            typed.append(np.stack([kind, record.cell_types[pairs[:, 1]]], axis=1))
     result = {
         "n_images": len(predicted),
         "precision": tp / max(1, tp + fp), "recall": tp / max(1, tp + fn),
         "f1": 2 * tp / max(1, 2 * tp + fp + fn), "count_ratio": (tp + fp) / max(1, tp + fn),
         "aji": float(np.mean(aji)) if aji else None, "pq": float(np.mean(pq)) if pq else None,
     }
-    for name, (t, p, n) in typed.items():
-        if t + n:
-            result[f"f1_{name}"] = 2 * t / max(1, 2 * t + p + n)
+    if typed:
+        kind, true = np.concatenate(typed).T
+        for name in CELL_TYPES:
+            f = classification_f1(kind, true, name, fp_detection=fp, fn_detection=fn)
+            if not np.isnan(f):
+                result[f"f1_{name}"] = f
     return result
 
 
 #: Centre thresholds tried when choosing one on validation images.
-CENTRE_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.1, 0.61, 0.05))
+CENTRE_THRESHOLDS = tuple(round(t, 3) for t in np.arange(0.05, 0.601, 0.025))
 
 
 def choose_centre_threshold(predicted, working_pixel_size_um, postprocess, candidates=CENTRE_THRESHOLDS):

@@ -13,9 +13,9 @@ from .weights import load_model, save_model
 
 #: Everything that defines the shipped model ``nuclei_he``; the card records it.
 SHIPPED = {
-    "widths": (12, 24, 48, 96),
+    "widths": (12, 24, 48, 96, 128),
     "working_pixel_size_um": 0.5,
-    "steps": 4000,
+    "steps": 5000,
     "batch_size": 12,
     "patch_px": 128,
     "lr": 3e-3,
@@ -23,7 +23,8 @@ SHIPPED = {
     "n_synthetic": 8,
     # sampling weight of each set in a batch
     "weights": {"crchisto": 0.45, "bm_graz": 0.2, "cpm15": 0.2, "synthetic": 0.15},
-    "postprocess": {"nucleus_threshold": 0.5, "min_separation_um": 2.0, "seed_radius_um": 1.5},
+    "postprocess": {"nucleus_threshold": 0.5, "min_separation_um": 2.0, "seed_radius_um": 1.5,
+                    "centre_smoothing_um": 0.5},
 }
 
 DATA_TERMS = [

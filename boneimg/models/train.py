@@ -126,6 +126,7 @@ def train(groups, *, steps, net=None, widths=(12, 24, 48, 96), batch_size=12, pa
     lists = [groups[k][1] for k in names]
     if net is None:
         net = NucleusNet(widths, n_types=len(CELL_TYPES))
+    net = net.to(memory_format=torch.channels_last)  # faster CPU convolutions (oneDNN)
     net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
@@ -133,7 +134,7 @@ def train(groups, *, steps, net=None, widths=(12, 24, 48, 96), batch_size=12, pa
     for step in range(1, steps + 1):
         rgb, centre, nucleus, distance, cell_type = _batch(lists, weights, patch_px, batch_size, rng)
         x = torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 255
-        x = _stain_jitter(x, rng, torch)
+        x = _stain_jitter(x, rng, torch).contiguous(memory_format=torch.channels_last)
         out = net(x)
         terms = losses(out, torch.from_numpy(centre), torch.from_numpy(nucleus), torch.from_numpy(distance),
                        torch.from_numpy(cell_type), torch)

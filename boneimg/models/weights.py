@@ -84,7 +84,7 @@ def load_model(model=DEFAULT_MODEL, device="cpu"):
         net.load_state_dict(state)
     except Exception as exc:  # any failure to read the tensors means the file is unusable
         raise BoneImgError(f"cannot load the weights ({type(exc).__name__}: {exc})", path=weights_path) from None
-    return net.to(device).eval(), meta
+    return net.to(device, memory_format=torch.channels_last).eval(), meta
 
 
 def save_model(net, meta, stem):
