@@ -225,3 +225,27 @@ def test_centre_smoothing_joins_a_spread_peak_and_keeps_two_nuclei_apart():
     assert len(smooth) == 2
     assert sorted(smooth[:, 1]) == [pytest.approx(17.5, abs=0.6), 36]  # A's centre between its maxima
     assert len(np.unique(labels[14:27, 10:26])) == 1 and labels[20, 36] != labels[20, 17]
+
+
+def test_fused_network_computes_what_the_trained_one_does():
+    import torch
+
+    from boneimg.models.network import NucleusNet
+
+    torch.manual_seed(0)
+    net = NucleusNet((4, 8, 16), n_types=4)
+    with torch.no_grad():  # batch norms with non-trivial statistics, as after training
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    net.eval()
+    x = torch.rand(2, 3, 64, 48)
+    with torch.inference_mode():
+        expected = net(x)
+        fused = net.fuse_batch_norms().fuse_batch_norms()  # fusing twice changes nothing more
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+        assert torch.allclose(fused(x), expected, atol=1e-5)
+        assert torch.allclose(fused(x.contiguous(memory_format=torch.channels_last)), expected, atol=1e-5)

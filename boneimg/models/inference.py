@@ -93,7 +93,9 @@ def instances(maps, working_pixel_size_um, *, centre_threshold, nucleus_threshol
     markers = np.zeros(centre.shape, np.int32)
     markers[peaks[:, 0], peaks[:, 1]] = np.arange(1, len(peaks) + 1)
     radius = seed_radius_um / working_pixel_size_um
-    near = ndi.distance_transform_edt(markers == 0) <= radius
+    r = int(radius)
+    disk = np.add.outer(np.arange(-r, r + 1) ** 2, np.arange(-r, r + 1) ** 2) <= radius ** 2
+    near = ndi.binary_dilation(markers > 0, disk)  # the pixels within `radius` of a centre
     mask = (maps["nucleus"] > nucleus_threshold) | near
     labels = watershed(-maps["distance"], markers, mask=mask).astype(np.int32)
     return labels, peaks.astype(float), centre[peaks[:, 0], peaks[:, 1]]

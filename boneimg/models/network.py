@@ -62,6 +62,11 @@ class NucleusNet(nn.Module):
             if isinstance(block, nn.Sequential) and len(block) == 3 and isinstance(block[1], nn.BatchNorm2d):
                 block[0] = fuse_conv_bn_eval(block[0], block[1])
                 block[1] = nn.Identity()
+        # each decoder's first convolution, split into the part on the upsampled input and the
+        # part on the skip: conv(cat(up, skip)) = conv_up(up) + conv_skip(skip), without the copy
+        for decoder, width in zip(self.decoders, reversed(self.widths[1:])):
+            if isinstance(decoder[0][0], nn.Conv2d):  # not split yet
+                decoder[0][0] = _SplitConv(decoder[0][0], width)
         return self
 
     def forward(self, x):
@@ -71,5 +76,23 @@ class NucleusNet(nn.Module):
             skips.append(x)
         for decoder, skip in zip(self.decoders, reversed(skips[:-1])):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            x = decoder(torch.cat([x, skip], 1))
+            x = decoder((x, skip) if isinstance(decoder[0][0], _SplitConv) else torch.cat([x, skip], 1))
         return self.head(x)
+
+
+class _SplitConv(nn.Module):
+    """A convolution of ``cat(up, skip)`` as the sum of two (inference only; see
+    :meth:`NucleusNet.fuse_batch_norms`), called with the pair ``(up, skip)``."""
+
+    def __init__(self, conv, n_up):
+        super().__init__()
+        self.up = nn.Conv2d(n_up, conv.out_channels, 3, padding=1, bias=True)
+        self.skip = nn.Conv2d(conv.in_channels - n_up, conv.out_channels, 3, padding=1, bias=False)
+        with torch.no_grad():
+            self.up.weight.copy_(conv.weight[:, :n_up])
+            self.up.bias.copy_(conv.bias)
+            self.skip.weight.copy_(conv.weight[:, n_up:])
+
+    def forward(self, pair):
+        up, skip = pair
+        return self.up(up) + self.skip(skip)
