@@ -221,3 +221,17 @@ def test_nucleus_stains_without_a_counterstain_are_the_section_stains():
     rgb = trap_section((384, 384), 0.5, seed=3, fast_green=False).image.data.astype(np.float32) / 255
     vectors = estimate_section_stains(rgb, "trap")
     assert nucleus_stains(stains.optical_density(rgb, vectors.background), vectors) is vectors
+
+
+@pytest.mark.parametrize("pixel_size_um", [0.5, 0.55, 0.8])
+def test_images_read_in_several_bands_give_the_one_band_answer(small_trap, monkeypatch, pixel_size_um):
+    # at or above the working pixel size the input is the working grid; a 4-megapixel band
+    # limit meant any larger 20x image was read in bands, which once broke here
+    from boneimg.histology import section as section_module
+
+    image = small_trap.image.with_spacing((pixel_size_um, pixel_size_um))
+    whole = bi.analyze_section(image)
+    monkeypatch.setattr(section_module, "_BAND_PX", 50_000)  # a band of a few dozen rows
+    banded = bi.analyze_section(image)
+    np.testing.assert_array_equal(banded.regions, whole.regions)
+    assert banded.measurements == pytest.approx(whole.measurements, nan_ok=True)

@@ -131,8 +131,11 @@ class _Grid:
     def __init__(self, shape, spacing, target_um):
         factor = target_um / min(spacing)
         self.factor = factor if factor > 1.1 else 1.0  # coarser inputs are used as they are
-        # a near-integer factor is rounded: block means are exact and cheap
-        self.block = int(round(factor)) if factor > 1.1 and abs(factor - round(factor)) < 0.05 else 0
+        # a near-integer factor is rounded: block means are exact and cheap (1: the input itself)
+        if factor <= 1.1:
+            self.block = 1
+        else:
+            self.block = int(round(factor)) if abs(factor - round(factor)) < 0.05 else 0
         if self.block:
             self.factor = float(self.block)
             self.shape = tuple(-(-n // self.block) for n in shape)
