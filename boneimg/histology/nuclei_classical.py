@@ -36,7 +36,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from . import stains as _stains
-from .pixels import disk_backed_labels, downsample, read_block, to_rgb8, white_level
+from .pixels import disk_backed_labels, downsample, paste_labels, read_block, to_rgb8, white_level
 
 # Fixed ratios of the classical pipeline, relative to the image's nuclear threshold T.
 _CLIP = 1.3        # the signal is clipped at 1.3 T before blob detection (flattens chromatin texture)
@@ -454,15 +454,8 @@ def _process_window(data, white, vectors, threshold, factor, wpx, work_shape, pa
     ids = np.flatnonzero(own)
     if len(ids) == 0:
         return next_label
-    lut = np.zeros(n + 1, np.int32)
-    lut[ids] = np.arange(next_label, next_label + len(ids), dtype=np.int32)
-    up = _upsample_labels(lut[labels], factor, (wy0, wx0), (iy0, ix0), (iy1, ix1))
-    target = out[iy0:iy1, ix0:ix1]
-    write = up > 0
-    if margin:
-        write &= target == 0  # first writer wins where two tiles' objects overlap
-    target[write] = up[write]
-    written = np.where(write, up, 0)
+    up = _upsample_labels(labels, factor, (wy0, wx0), (iy0, ix0), (iy1, ix1))
+    written = paste_labels(out[iy0:iy1, ix0:ix1], up, ids, next_label, keep_existing=bool(margin))
     rows_out.append(_measure(written, hema_in, (iy0, ix0), px=wpx / factor,
                              ids=np.arange(next_label, next_label + len(ids))))
     return next_label + len(ids)

@@ -1,6 +1,6 @@
 """Pixel helpers for the histology analyses and the nucleus model: white level, 8-bit RGB,
-blocks of lazy arrays, anti-aliased resampling to a working grid, disk-backed labels, and
-neighbourhoods of masks on a coarser grid."""
+blocks of lazy arrays, anti-aliased resampling to a working grid, pasting a window's labels,
+disk-backed labels, and neighbourhoods of masks on a coarser grid."""
 
 import math
 import tempfile
@@ -73,6 +73,24 @@ def read_block(data, rows, cols):
     """`data[rows, cols]` as a numpy array, computed if `data` is lazy (dask)."""
     block = data[rows, cols]
     return np.asarray(block.compute() if hasattr(block, "compute") else block)
+
+
+def paste_labels(target, block, ids, first_label, *, keep_existing=True):
+    """Write objects `ids` of the label image `block` into `target` (a view of the same shape),
+    renumbered from `first_label` in the order of `ids`.
+
+    With `keep_existing`, pixels `target` already labels stay as they are: where the objects of
+    two overlapping windows overlap, the first window to write wins. Returns what was written
+    (labels where written, 0 elsewhere).
+    """
+    lut = np.zeros(int(block.max(initial=0)) + 1, np.int32)
+    lut[np.asarray(ids, int)] = np.arange(first_label, first_label + len(ids), dtype=np.int32)
+    relabelled = lut[block]
+    write = relabelled > 0
+    if keep_existing:
+        write &= target == 0
+    target[write] = relabelled[write]
+    return np.where(write, relabelled, 0)
 
 
 def disk_backed_labels(shape):

@@ -7,11 +7,10 @@ import pandas as pd
 from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
 from skimage.segmentation import watershed
-from skimage.transform import resize
 
-from ..histology.pixels import sample_bilinear
+from ..histology.pixels import paste_labels
 from .datasets import CELL_TYPES
-from .targets import resample_rgb
+from .targets import resample_rgb, working_samples
 
 #: Network input tiles on the working grid (pixels) and the overlap cut from each side.
 TILE_PX = 1024
@@ -101,44 +100,24 @@ def instances(maps, working_pixel_size_um, *, centre_threshold, nucleus_threshol
     return labels, peaks.astype(float), centre[peaks[:, 0], peaks[:, 1]]
 
 
-def _grid_samples(start, stop, scale):
-    """Indices of the working-grid pixels whose centres lie inside input pixels start..stop-1
-    (`scale` working pixels per input pixel), and those centres in input pixels."""
-    k = np.arange(math.ceil(start * scale - 0.5), math.ceil(stop * scale - 0.5))
-    return k, (k + 0.5) / scale - 0.5
-
-
-def _sample_rgb(rgb8, scale, rows, cols):
-    """uint8 RGB sampled (bilinear) at input coordinates rows x cols, anti-aliased as
-    :func:`~boneimg.models.targets.resample_rgb` when shrinking."""
-    img = rgb8.astype(np.float32)
-    if scale < 1:
-        sigma = (1 / scale - 1) / 2
-        img = ndi.gaussian_filter(img, (sigma, sigma, 0), mode="mirror")
-    return np.clip(np.rint(sample_bilinear(img, rows, cols)), 0, 255).astype(np.uint8)
-
-
-def segment_block(net, meta, rgb8, px, *, origin=None, device="cpu"):
+def segment_block(net, meta, rgb8, px, *, origin=(0, 0), device="cpu"):
     """Nuclei of one uint8 RGB block of pixel size `px` µm: labels on the block's grid and a table.
 
-    With `origin` (the block's first input pixel, row and column, in a larger image) the block
-    is sampled on that image's working grid, so overlapping blocks see the same samples.
-    The table has one row per nucleus: ``label``, ``x``, ``y`` (the predicted nucleus centre,
-    pixels of the block), ``area_um2``, ``diameter_um``, ``centre_score`` and ``cell_type``.
+    `origin` is the block's first input pixel (row, column) in a larger image, whose working
+    grid the block is sampled on (:func:`~boneimg.models.targets.resample_rgb`), so
+    overlapping blocks see the same samples. The table has one row per nucleus: ``label``,
+    ``x``, ``y`` (the predicted nucleus centre, pixels of the block), ``area_um2``,
+    ``diameter_um``, ``centre_score`` and ``cell_type``.
     """
     wpx = float(meta["working_pixel_size_um"])
     post = meta["postprocess"]
     scale = px / wpx
-    if origin is None:
-        work = resample_rgb(rgb8, scale)
-    else:
-        (rows, rows_in), (cols, cols_in) = (_grid_samples(o, o + n, scale) for o, n in zip(origin, rgb8.shape[:2]))
-        work = _sample_rgb(rgb8, scale, rows_in - origin[0], cols_in - origin[1])
+    rows, cols = (working_samples(o, o + n, scale)[0] for o, n in zip(origin, rgb8.shape[:2]))
+    work = resample_rgb(rgb8, scale, origin)
     maps = predict_maps(net, work, device=device)
     labels_w, centres_w, scores = instances(maps, wpx, **post)
-    if origin is None:
-        labels = labels_w if work.shape[:2] == rgb8.shape[:2] else \
-            resize(labels_w, rgb8.shape[:2], order=0, preserve_range=True, anti_aliasing=False).astype(np.int32)
+    if scale == 1.0:
+        labels = labels_w
     else:  # the nearest working pixel of each input pixel, and centres back to block pixels
         nearest = [np.clip(np.rint((np.arange(o, o + n) + 0.5) * scale - 0.5).astype(int) - k[0], 0, len(k) - 1)
                    for o, n, k in zip(origin, rgb8.shape[:2], (rows, cols))]
@@ -191,21 +170,14 @@ def segment(img, px, *, model, tile_size_px=2048, device="cpu"):
             wy0, wx0 = (max(0, y0 - margin), max(0, x0 - margin)) if tiled else (0, 0)
             wy1, wx1 = (min(h, y1 + margin), min(w, x1 + margin)) if tiled else (h, w)
             rgb8 = to_rgb8(read_block(data, slice(wy0, wy1), slice(wx0, wx1)), white)
-            block, table = segment_block(net, meta, rgb8, px, origin=(wy0, wx0) if tiled else None,
-                                         device=device)
+            block, table = segment_block(net, meta, rgb8, px, origin=(wy0, wx0), device=device)
             table["x"] += wx0
             table["y"] += wy0
             own = table["y"].between(y0 - 0.5, y1 - 0.5, inclusive="left") & \
                 table["x"].between(x0 - 0.5, x1 - 0.5, inclusive="left")
             table = table[own.to_numpy()].reset_index(drop=True)
-            lut = np.zeros(int(block.max(initial=0)) + 1, np.int32)
-            new = np.arange(next_label, next_label + len(table), dtype=np.int32)
-            lut[table["label"].to_numpy()] = new
-            relabelled = lut[block]
-            target = labels[wy0:wy1, wx0:wx1]
-            write = (relabelled > 0) & (target == 0)  # first writer wins where windows' nuclei overlap
-            target[write] = relabelled[write]
-            table["label"] = new
+            paste_labels(labels[wy0:wy1, wx0:wx1], block, table["label"].to_numpy(), next_label)
+            table["label"] = np.arange(next_label, next_label + len(table), dtype=np.int32)
             tables.append(table)
             next_label += len(table)
     table = pd.concat(tables, ignore_index=True)

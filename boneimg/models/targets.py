@@ -1,5 +1,6 @@
 """Training targets on the network's working grid, from points and instance labels."""
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -7,7 +8,7 @@ from scipy import ndimage as ndi
 from skimage.segmentation import find_boundaries
 from skimage.transform import rescale
 
-from ..histology.pixels import to_rgb8, white_level
+from ..histology.pixels import sample_bilinear, to_rgb8, white_level
 from .datasets import CELL_TYPES
 
 #: Standard deviation of the Gaussian drawn around each nucleus centre, µm.
@@ -39,13 +40,29 @@ def image_rgb8(image):
     return to_rgb8(data, white_level(data))
 
 
-def resample_rgb(rgb8, scale):
-    """uint8 RGB resampled by `scale` (output pixels per input pixel), anti-aliased when shrinking."""
-    if abs(scale - 1.0) < 1e-3:
+def working_samples(start, stop, scale):
+    """Indices of the working-grid pixels whose centres lie inside input pixels start..stop-1
+    (`scale` working pixels per input pixel), and those centres in input pixels."""
+    k = np.arange(math.ceil(start * scale - 0.5), math.ceil(stop * scale - 0.5))
+    return k, (k + 0.5) / scale - 0.5
+
+
+def resample_rgb(rgb8, scale, origin=(0, 0)):
+    """uint8 RGB on the working grid, `scale` working pixels per input pixel.
+
+    The block's first pixel is input pixel `origin` (row, column) of a larger image; the
+    block gives the working pixels whose centres lie in it (:func:`working_samples`), so
+    overlapping blocks of one image see the same samples. Bilinear, anti-aliased by a Gaussian
+    when shrinking.
+    """
+    if scale == 1.0:
         return rgb8
-    out = rescale(rgb8.astype(np.float32) / 255.0, scale, order=1, channel_axis=-1, anti_aliasing=scale < 1,
-                  mode="reflect")
-    return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+    (_, rows), (_, cols) = (working_samples(o, o + n, scale) for o, n in zip(origin, rgb8.shape[:2]))
+    img = rgb8.astype(np.float32)
+    if scale < 1:
+        sigma = (1 / scale - 1) / 2
+        img = ndi.gaussian_filter(img, (sigma, sigma, 0), mode="mirror")
+    return np.clip(np.rint(sample_bilinear(img, rows - origin[0], cols - origin[1])), 0, 255).astype(np.uint8)
 
 
 def gaussian_centres(shape, xy, sigma_px):
