@@ -129,10 +129,12 @@ def segment_block(net, meta, rgb8, px, *, origin=(0, 0), device="cpu"):
     table = pd.DataFrame({"label": np.arange(1, n + 1, dtype=np.int32), "x": x, "y": y, "area_um2": area,
                           "diameter_um": 2 * np.sqrt(area / np.pi), "centre_score": scores.astype(float)})
     if maps["cell_type"] is not None:
-        probs = np.stack([ndi.mean(maps["cell_type"][..., k], labels_w, np.arange(1, n + 1))
-                          for k in range(maps["cell_type"].shape[-1])], axis=1) if n else np.zeros((0, 1))
+        # the type of highest summed (= mean) probability over each nucleus' pixels
+        flat = labels_w.ravel()
+        sums = np.stack([np.bincount(flat, weights=maps["cell_type"][..., k].ravel(), minlength=n + 1)[1:]
+                         for k in range(maps["cell_type"].shape[-1])], axis=1)
         names = np.array(meta.get("cell_types", CELL_TYPES))
-        table["cell_type"] = names[np.argmax(probs, axis=1)] if n else pd.Series([], dtype=str)
+        table["cell_type"] = names[np.argmax(sums, axis=1)] if n else pd.Series([], dtype=str)
     return labels, table
 
 
