@@ -117,7 +117,7 @@ def model_weights_available():
 
 def segment_nuclei(image, *, pixel_size_um=None, method="auto", diameter_um=(5.0, 12.0), min_area_um2=12.0,
                    min_contrast=0.25, min_separation_um=2.5, split_depth=0.05, smoothing_um=0.5,
-                   background_um=20.0, threshold="otsu", working_pixel_size_um=0.5, tile_size_px=2048,
+                   background_um=20.0, threshold="otsu", working_pixel_size_um=0.5, tile_size_px=3072,
                    stains=None, model=None, device="cpu"):
     """Detect and delineate cell nuclei in a brightfield (H&E) image.
 
@@ -160,7 +160,7 @@ def segment_nuclei(image, *, pixel_size_um=None, method="auto", diameter_um=(5.0
         (coarser ones are used as they are).
     tile_size_px : int
         Images with more than this squared pixels on the working grid are processed in tiles
-        of this size plus an overlap.
+        of this size plus an overlap (the model needs about 1 GB for a 3072 x 3072 tile).
     stains : StainVectors, optional
         Stain vectors whose first is the nuclear stain (hematoxylin) and second the other
         stain, e.g. ``estimate_section_stains(rgb, "trap")`` for a TRAP section (hematoxylin

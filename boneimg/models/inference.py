@@ -93,8 +93,11 @@ def instances(maps, working_pixel_size_um, *, centre_threshold, nucleus_threshol
     markers[peaks[:, 0], peaks[:, 1]] = np.arange(1, len(peaks) + 1)
     radius = seed_radius_um / working_pixel_size_um
     r = int(radius)
-    disk = np.add.outer(np.arange(-r, r + 1) ** 2, np.arange(-r, r + 1) ** 2) <= radius ** 2
-    near = ndi.binary_dilation(markers > 0, disk)  # the pixels within `radius` of a centre
+    dy, dx = np.nonzero(np.add.outer(np.arange(-r, r + 1) ** 2, np.arange(-r, r + 1) ** 2) <= radius ** 2)
+    rows, cols = peaks[:, :1] + (dy - r), peaks[:, 1:] + (dx - r)  # the pixels within `radius` of a centre
+    inside = (rows >= 0) & (rows < centre.shape[0]) & (cols >= 0) & (cols < centre.shape[1])
+    near = np.zeros(centre.shape, bool)
+    near[rows[inside], cols[inside]] = True
     mask = (maps["nucleus"] > nucleus_threshold) | near
     labels = watershed(-maps["distance"], markers, mask=mask).astype(np.int32)
     return labels, peaks.astype(float), centre[peaks[:, 0], peaks[:, 1]]
@@ -138,7 +141,7 @@ def segment_block(net, meta, rgb8, px, *, origin=(0, 0), device="cpu"):
     return labels, table
 
 
-def segment(img, px, *, model, tile_size_px=2048, device="cpu"):
+def segment(img, px, *, model, tile_size_px=3072, device="cpu"):
     """Nuclei of a brightfield :class:`~boneimg.io.image.Image` with a trained network.
 
     Images larger than `tile_size_px` (on the working grid) are processed in windows with a
