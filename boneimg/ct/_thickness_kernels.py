@@ -1,8 +1,8 @@
 """Compiled loops of :mod:`boneimg.ct.thickness` (numba): squared distance transform, grey-level
-reconstruction and sphere painting, on 3-D float64 grids (a 2-D image is one slice thick).
+reconstruction and sphere painting, on 3-D grids (a 2-D image is one slice thick).
 
 Squared distances are sums of ``weights[a] * k**2`` in axis order; with integer weights they
-are exact integers held in float64. The caller allocates the large outputs with NumPy, which
+are exact integers, held in float32 below 2**24 and in float64 otherwise. The caller allocates the large outputs with NumPy, which
 backs them with huge pages: numba's own allocations fault in 4 kB pages, which doubled the
 time of a pass that only writes.
 """

@@ -132,8 +132,11 @@ def _diameter_um(inside, other, known, spacing):
     w = np.asarray(weights, dtype=np.float64)
     # radius with the unknown ignored, and with the unknown counted as the other phase
     centres = np.pad(inside, 1)
+    # integer squared distances below 2**24 are exact in float32: half the memory traffic
+    exact32 = all(isinstance(x, int) for x in weights) and sum(x * n * n for x, n in zip(weights, centres.shape)) < 2 ** 24
+    dtype = np.float32 if exact32 else np.float64
     with ThreadPoolExecutor(numba.get_num_threads()) as pool:
-        reaching = _squared_distance(pool, np.pad(other, 1), w, centres)
+        reaching = _squared_distance(pool, np.pad(other, 1), w, centres, dtype)
         radius = _limit_by_unknown(pool, reaching, known, w, centres)
         top = float(radius.max())
         if top == 0:  # no structure
@@ -155,10 +158,10 @@ def _in_chunks(pool, kernel, n, *args, chunks=None):
         done.result()
 
 
-def _squared_distance(pool, features, weights, keep):
+def _squared_distance(pool, features, weights, keep, dtype):
     """Squared distance from each `keep` voxel to the nearest `features` voxel (0 outside
-    `keep`; see :func:`._thickness_kernels.distance_envelopes`)."""
-    out = np.empty(features.shape)
+    `keep`; see :func:`._thickness_kernels.distance_envelopes`), as `dtype`."""
+    out = np.empty(features.shape, dtype)
     _in_chunks(pool, kernels.distance_along_axis0, features.shape[1], features, out)
     _in_chunks(pool, kernels.distance_envelopes, features.shape[0], out, weights, keep)
     return out
@@ -167,7 +170,7 @@ def _squared_distance(pool, features, weights, keep):
 def _limit_by_unknown(pool, reaching, known, weights, centres):
     """``min(reaching, squared distance to the unknown)`` on the one-voxel-padded grid."""
     if not known.all():
-        return np.minimum(reaching, _squared_distance(pool, ~np.pad(known, 1), weights, centres))
+        return np.minimum(reaching, _squared_distance(pool, ~np.pad(known, 1), weights, centres, reaching.dtype))
     # only the outside of the array, whose nearest point lies straight across a face
     limited = np.empty_like(reaching)
     _in_chunks(pool, kernels.limit_by_faces, len(reaching), reaching, weights, limited)
@@ -197,7 +200,7 @@ def _max_covering(pool, radius, top, weights):
     ----------
     pool : ThreadPoolExecutor
         Threads to run the kernels on.
-    radius : ndarray of float64, shape (P, M, N)
+    radius : ndarray of float32 or float64, shape (P, M, N)
         Squared radius of the sphere centred at each voxel (0: none).
     top : float
         The largest of `radius`.
