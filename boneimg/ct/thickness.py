@@ -232,7 +232,9 @@ def _max_covering(pool, radius, top, weights):
     # 16-bit codes where they suffice: half the memory traffic of the scans and writes
     codes = np.empty(radius.shape, np.int16 if len(levels) < np.iinfo(np.int16).max else np.int32)
     kernels.level_codes(radius, levels, codes)
-    plan = np.full(radius.shape, -1, np.int32)
+    # the radii are spent once coded: their pages hold the plan where the item sizes agree
+    plan = radius.view(np.int32) if radius.dtype == np.float32 else np.empty(radius.shape, np.int32)
+    plan.fill(-1)
     _in_chunks(pool, kernels.plan_spheres, len(radius), codes, contain, _forward(neighbours), neighbours,
                np.sqrt(levels), lengths, plan)
     # a sphere reaches at most `reach` voxels past its centre: paint on a grid padded by that
