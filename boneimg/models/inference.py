@@ -70,10 +70,11 @@ def instances(maps, working_pixel_size_um, *, centre_threshold, nucleus_threshol
     """Nucleus instances on the working grid from the network's maps.
 
     Centres are the local maxima of the centre map, smoothed by a Gaussian of
-    `centre_smoothing_um`, above `centre_threshold`, at least `min_separation_um` apart
-    (smoothing sums a peak that an uncertain network spreads over a few pixels); each grows by watershed on the distance map over the pixels
-    whose nucleus probability exceeds `nucleus_threshold` (plus a disk of `seed_radius_um`
-    around each centre, so every centre owns pixels).
+    `centre_smoothing_um` (which gathers a peak that an uncertain network spreads over a few
+    pixels), above `centre_threshold` and at least `min_separation_um` apart. Each grows by
+    watershed on the distance map over the pixels whose nucleus probability exceeds
+    `nucleus_threshold`, plus a disk of `seed_radius_um` around each centre, so every centre
+    owns pixels.
 
     Returns
     -------
