@@ -148,8 +148,7 @@ def find_osteoclasts(trap, spacing_um, *, bone=None, nuclei_labels=None, regions
         A cell culture: cells count without bone contact. With `optical_density`, a cell
         extends from its TRAP-positive core over the stained area around it (the spread, pale
         cytoplasm of a cultured osteoclast), and its unstained nuclei, pale ovals in the
-        cytoplasm, are counted as well as hematoxylin-stained ones; a nucleus ringed by
-        unstained cytoplasm (a TRAP-negative neighbour's) is not a cell's.
+        cytoplasm, are counted as well as hematoxylin-stained ones.
     optical_density : ndarray of shape (M, N), optional
         Summed (R + G + B) optical density, used in cultures.
 
@@ -218,7 +217,6 @@ def segment_cells(trap, spacing_um, *, nuclei_labels=None, tissue=None, hematoxy
     nuclei = cell_nuclei(hematoxylin, (sy, sx), nuclei_labels=nuclei_labels, within=near_mask(cells, (sy, sx), 6.0))
     if density is not None:
         nuclei = _with_pale_nuclei(nuclei, density, cells, (sy, sx))
-        nuclei = _in_stained_cytoplasm(nuclei, smooth, floor, (sy, sx))
     if nuclei is not None:  # a cell's nuclei hold no TRAP: put them back into it
         cells |= _owners(nuclei, ndi.label(cells)[0], (sy, sx))[nuclei] > 0
     cells = morphology.remove_small_holes(cells, max_size=int(max_hole_um2 / pixel_um2))
@@ -304,22 +302,6 @@ def _with_pale_nuclei(nuclei, density, cells, spacing, *, size_um2=(15.0, 120.0)
     if nuclei is None:
         return spots
     return np.where(spots > 0, spots + int(nuclei.max()), nuclei)
-
-
-def _in_stained_cytoplasm(nuclei, trap, floor, spacing):
-    """`nuclei` without those in unstained cytoplasm: the nucleus of a TRAP-negative cell
-    touching a stained one sits in a ring (1 µm wide) of mostly unstained pixels, while the
-    nuclei of TRAP-positive cells, themselves unstained, are ringed by stained cytoplasm."""
-    if nuclei is None or not nuclei.any():
-        return nuclei
-    size = tuple(2 * max(1, round(1.0 / s)) + 1 for s in spacing)
-    ring = np.where(nuclei == 0, ndi.grey_dilation(nuclei, size=size), 0)
-    n = int(nuclei.max())
-    stained = np.bincount(ring.ravel(), weights=(trap > floor / 2).ravel(), minlength=n + 1) / np.maximum(
-        np.bincount(ring.ravel(), minlength=n + 1), 1)
-    keep = stained >= 0.5
-    keep[0] = False
-    return segmentation.relabel_sequential(np.where(keep[nuclei], nuclei, 0))[0]
 
 
 def _owners(nuclei, cells, spacing):
