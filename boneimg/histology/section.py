@@ -130,14 +130,14 @@ class _Grid:
 
     def __init__(self, shape, spacing, target_um):
         factor = target_um / min(spacing)
-        self.factor = factor if factor > 1.1 else 1.0  # coarser inputs are used as they are
-        # a near-integer factor is rounded: block means are exact and cheap (1: the input itself)
+        # Coarser inputs are used as they are (block 1); a near-integer factor is rounded, as
+        # block means are exact and cheap; other factors are resampled.
         if factor <= 1.1:
             self.block = 1
         else:
             self.block = int(round(factor)) if abs(factor - round(factor)) < 0.05 else 0
+        self.factor = float(self.block) if self.block else factor
         if self.block:
-            self.factor = float(self.block)
             self.shape = tuple(-(-n // self.block) for n in shape)
         else:
             self.shape = tuple(max(1, int(round(n / self.factor))) for n in shape)
