@@ -6,7 +6,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import find_boundaries
-from skimage.transform import rescale
 
 from ..histology.pixels import sample_bilinear, to_rgb8, white_level
 from .datasets import CELL_TYPES
@@ -110,9 +109,10 @@ def make_targets(record, working_pixel_size_um, scale_jitter=1.0):
     nucleus = np.full(shape, -1, np.int8)
     distance = np.full(shape, -1, np.float32)
     if record.labels is not None:
-        labels = rescale(record.labels, scale, order=0, anti_aliasing=False, preserve_range=True).astype(np.int32)
-        labels = labels[: shape[0], : shape[1]]
-        labels = np.pad(labels, [(0, shape[0] - labels.shape[0]), (0, shape[1] - labels.shape[1])])
+        # the nearest input pixel of each working pixel, on the grid resample_rgb samples
+        rows, cols = (np.clip(np.rint(working_samples(0, n, scale)[1]).astype(int), 0, n - 1)
+                      for n in record.labels.shape)
+        labels = np.asarray(record.labels, np.int32)[np.ix_(rows, cols)]
         nucleus = (labels > 0).astype(np.int8)
         distance = boundary_distance(labels)
     cell_type = np.full(shape, -1, np.int8)
