@@ -45,21 +45,22 @@ def plate(thickness_vox):
 
 def rod(diameter_vox, rng):
     """A rod along axis 0 of diameter `diameter_vox` voxels: the voxels whose centres lie
-    inside a cylinder whose axis is shifted by a random sub-voxel offset (uniform ±0.5).
+    inside a cylinder whose axis is shifted by a random sub-voxel offset (uniform ±0.5), or
+    runs through voxel centres.
 
     Parameters
     ----------
     diameter_vox : float
         True diameter in voxels.
-    rng : int or numpy.random.Generator
-        Seed or generator of the offset.
+    rng : int, numpy.random.Generator or None
+        Seed or generator of the offset; None puts the axis through voxel centres.
 
     Returns
     -------
     ndarray of bool, shape (int(2 d) + 6, int(d) + 6, int(d) + 6)
     """
     n = int(diameter_vox) + 6
-    centre = (n - 1) / 2 + np.random.default_rng(rng).uniform(-0.5, 0.5, 2)
+    centre = _centre(n, 2, rng)
     y, x = np.mgrid[:n, :n]
     disc = (y - centre[0]) ** 2 + (x - centre[1]) ** 2 < (diameter_vox / 2) ** 2
     return np.broadcast_to(disc, (int(2 * diameter_vox) + 6, n, n)).copy()
@@ -67,23 +68,32 @@ def rod(diameter_vox, rng):
 
 def ball(diameter_vox, rng):
     """A ball of diameter `diameter_vox` voxels: the voxels whose centres lie inside a sphere
-    whose centre is shifted by a random sub-voxel offset (uniform ±0.5 per axis).
+    whose centre is shifted by a random sub-voxel offset (uniform ±0.5 per axis), or lies on a
+    voxel centre.
 
     Parameters
     ----------
     diameter_vox : float
         True diameter in voxels.
-    rng : int or numpy.random.Generator
-        Seed or generator of the offset.
+    rng : int, numpy.random.Generator or None
+        Seed or generator of the offset; None centres the sphere on a voxel centre.
 
     Returns
     -------
     ndarray of bool, shape (int(d) + 6,) * 3
     """
     n = int(diameter_vox) + 6
-    centre = (n - 1) / 2 + np.random.default_rng(rng).uniform(-0.5, 0.5, 3)
+    centre = _centre(n, 3, rng)
     z, y, x = np.mgrid[:n, :n, :n]
     return (z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2 < (diameter_vox / 2) ** 2
+
+
+def _centre(n, ndim, rng):
+    """The array's middle shifted by a uniform ±0.5 voxel per axis, or its middle voxel centre
+    if `rng` is None."""
+    if rng is None:
+        return np.full(ndim, float(n // 2))
+    return (n - 1) / 2 + np.random.default_rng(rng).uniform(-0.5, 0.5, ndim)
 DTYPES = ("uint8", "uint16", "float32", "int16")
 
 # Geometry of the bone in µm (a mouse femur shaft is about 1 x 1.4 mm across).

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from boneimg import BoneImgError
-from boneimg.ct.thickness import SUBVOXEL_FACTOR, local_thickness
+from boneimg.ct.thickness import SUBVOXEL_FACTOR, _flat_faces, local_thickness
 from boneimg.sample_data.phantoms import ball, rod
 
 
@@ -55,7 +55,9 @@ def test_matches_brute_force(shape, spacing, seed, phase):
 
 
 def test_subvoxel_matches_brute_force_2d():
-    structure = blobs((16, 17), 5)
+    structure = blobs((16, 17), 6)
+    # the definition below holds where no face is flat over 9 voxels (see the plate tests)
+    assert not any(cubes.any() for *_, cubes in _flat_faces(structure, ~structure, np.ones_like(structure)))
     f = SUBVOXEL_FACTOR
     fine = np.repeat(np.repeat(structure, f, 0), f, 1)
     # sphere centres on the fine grid; spheres stop at the voxel centres of the other phase
@@ -64,6 +66,30 @@ def test_subvoxel_matches_brute_force_2d():
     expected = per_sub[f // 2::f, f // 2::f]  # each voxel reads the spheres containing its centre
     got = local_thickness(structure, 1.0, subvoxel=True)
     np.testing.assert_allclose(got[structure], expected[structure], rtol=1e-6)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+@pytest.mark.parametrize("t", range(1, 9))
+def test_subvoxel_plate_reads_its_width(t, ndim):
+    # a plate's faces are flat and axis-aligned: spheres stop at the faces, not half a voxel
+    # beyond them at the other phase's voxel centres (which read t + 1)
+    plate = np.zeros((t + 6,) + (18,) * (ndim - 1), dtype=bool)
+    plate[3:3 + t] = True
+    thickness = local_thickness(plate, 1.0, subvoxel=True)[plate]
+    expected = t if t % 2 == 0 else t + 1 / SUBVOXEL_FACTOR  # odd: the fine centre on the mid-plane
+    np.testing.assert_allclose(thickness, expected, rtol=1e-6)
+
+
+def test_subvoxel_face_flat_over_less_than_the_square_keeps_voxel_centres():
+    # a staircase with steps 6 voxels wide, framed by the other phase: no face is flat over
+    # 9 x 9, so spheres stop at the other phase's voxel centres
+    stairs = np.zeros((16, 26, 24), dtype=bool)
+    for k in range(4):
+        stairs[4 + k:10 + k, 1 + 6 * k:7 + 6 * k, 1:-1] = True
+    assert not any(cubes.any() for *_, cubes in _flat_faces(stairs, ~stairs, np.ones_like(stairs)))
+    # 6 voxels thick (a flat plate of 6 reads 6): the best fine centre lies 1/3 voxel off the
+    # mid-plane and off the other phase's centres in both in-plane axes, (10/3, 1/3, 1/3) away
+    assert local_thickness(stairs, 1.0, subvoxel=True)[8, 10, 12] == pytest.approx(2 * np.sqrt(102) / 3)
 
 
 @pytest.mark.parametrize("t", range(1, 9))

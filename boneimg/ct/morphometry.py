@@ -44,6 +44,8 @@ _THICKNESS_DEFINITION = (
     "distance to the nearest voxel centre of the other phase (BoneJ convention, 2r); mean and SD "
     "over voxels"
 )
+_SUBVOXEL = (", sphere centres on a 3x finer grid; faces flat and axis-aligned over 9 x 9 voxels are "
+             "taken at the voxel faces")
 
 
 def bone_morphometry(mask, voxel_size_um, *, roi=None, subvoxel=False):
@@ -127,7 +129,7 @@ def bone_morphometry(mask, voxel_size_um, *, roi=None, subvoxel=False):
         "voxel_size_um": spacing,
         "region": "whole array" if roi is None else "roi mask",
         "outside_region": "unknown: bounds no sphere, adds no surface, its cut is corrected in Conn.D",
-        "thickness": _THICKNESS_DEFINITION + (", sphere centres on a 3x finer grid" if subvoxel else ""),
+        "thickness": _THICKNESS_DEFINITION + (_SUBVOXEL if subvoxel else ""),
         "Tb.N": "1 / (Tb.Th + Tb.Sp)",
         "surface": ("marching cubes at level 0.5 (skimage, Lewiner)" if three_d
                     else "Cauchy-Crofton, 4 directions"),
