@@ -20,7 +20,7 @@ from skimage import filters, measure, morphology, segmentation, transform
 from .. import _validate
 from ..errors import BoneImgError
 from .histomorphometry import TUMOUR, _spacing, edge_pixels
-from .pixels import near_mask
+from .pixels import covered_fraction, near_mask
 
 _STAINED_OD = 0.1  # summed optical density of stained cells against glass (cultures)
 _CULTURE_NECK_RATIO = 0.85  # touching cultured cells part where the outline narrows to 85 % of the smaller
@@ -163,14 +163,23 @@ def find_osteoclasts(trap, spacing_um, *, bone=None, nuclei_labels=None, regions
     for name, array in (("bone", bone), ("regions", regions)):
         if array is not None and np.shape(array) != trap.shape:
             raise BoneImgError(f"{name} must have the TRAP image's shape {trap.shape}, got {np.shape(array)}")
-    labels, nuclei, parameters = segment_cells(
+    cells = segment_cells(
         trap, spacing_um, nuclei_labels=nuclei_labels, tissue=tissue, hematoxylin=hematoxylin,
         optical_density=optical_density, threshold=threshold, floor=floor, smoothing_um=smoothing_um,
         min_area_um2=min_area_um2, max_hole_um2=max_hole_um2, split_um=split_um, culture=culture)
+    return describe_cells(cells, spacing_um, trap, bone=bone, regions=regions, contact_um=contact_um,
+                          min_nuclei=min_nuclei, culture=culture)
+
+
+def describe_cells(cells, spacing_um, trap, *, bone, regions, contact_um, min_nuclei, culture):
+    """Osteoclasts from the output of :func:`segment_cells` (`cells`): their table
+    (:func:`osteoclast_table`) and the parameters of both steps. Parameters are as for
+    :func:`find_osteoclasts`."""
+    labels, nuclei, parameters = cells
     table = osteoclast_table(labels, spacing_um, nuclei=nuclei, bone=bone, regions=regions, contact_um=contact_um,
                              min_nuclei=min_nuclei, culture=culture, trap=trap)
-    parameters.update(contact_um=contact_um, min_nuclei=int(min_nuclei), culture=bool(culture))
-    return Osteoclasts(labels, nuclei, table, parameters)
+    return Osteoclasts(labels, nuclei, table, {**parameters, "contact_um": contact_um,
+                                               "min_nuclei": int(min_nuclei), "culture": bool(culture)})
 
 
 def segment_cells(trap, spacing_um, *, nuclei_labels=None, tissue=None, hematoxylin=None, optical_density=None,
@@ -292,8 +301,7 @@ def _with_pale_nuclei(nuclei, density, cells, spacing, *, size_um2=(15.0, 120.0)
     props = measure.regionprops(spots, spacing=spacing)
     size = tuple(2 * max(1, round(1.5 / s)) + 1 for s in spacing)
     ring = np.where(spots == 0, ndi.grey_dilation(spots, size=size), 0)
-    enclosed = np.bincount(ring.ravel(), weights=cells.ravel(), minlength=n + 1) / np.maximum(
-        np.bincount(ring.ravel(), minlength=n + 1), 1)
+    enclosed = covered_fraction(ring, cells, n)
     keep = np.zeros(n + 1, bool)
     for p in props:
         keep[p.label] = (size_um2[0] <= p.area <= size_um2[1] and p.solidity > 0.85

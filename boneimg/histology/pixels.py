@@ -117,3 +117,10 @@ def near_mask(mask, spacing, distance_um):
     blocks = padded.reshape(padded.shape[0] // k, k, padded.shape[1] // k, k).any(axis=(1, 3))
     coarse = ndi.distance_transform_edt(~blocks, sampling=(k * spacing[0], k * spacing[1])) <= distance_um
     return np.repeat(np.repeat(coarse, k, axis=0), k, axis=1)[:h, :w]
+
+
+def covered_fraction(labels, mask, n):
+    """Fraction of each label's pixels that `mask` covers: array of n + 1 floats (index 0 is the
+    unlabelled pixels; 0 for a label without pixels)."""
+    return np.bincount(labels.ravel(), weights=mask.ravel(), minlength=n + 1) / np.maximum(
+        np.bincount(labels.ravel(), minlength=n + 1), 1)

@@ -20,7 +20,7 @@ from skimage import morphology
 
 from ..errors import BoneImgError
 from .histomorphometry import BONE, SOFT, TUMOUR, _spacing
-from .pixels import near_mask
+from .pixels import covered_fraction, near_mask
 
 #: Default parameters of :func:`find_regions`, with their units in the names.
 DEFAULTS = {
@@ -181,8 +181,7 @@ def _cells_of_matrix_colour(features, bone, nuclear, cores, spacing, *, min_nucl
     # the ring 1.5-3 µm out: nearer, the blurred nucleus tints the cytoplasm
     outer, inner = (ndi.grey_dilation(labels, footprint=_disk(r, spacing)) for r in (3.0, 1.5))
     ring = np.where(inner == 0, outer, 0)
-    enclosed = np.bincount(ring.ravel(), weights=bone.ravel(), minlength=n + 1) / np.maximum(
-        np.bincount(ring.ravel(), minlength=n + 1), 1)
+    enclosed = covered_fraction(ring, bone, n)
     # osteocyte nuclei, also enclosed by matrix, are small and flat
     seeds = (area >= min_nucleus_um2) & (half_width >= 1.75) & (enclosed >= 0.5)
     seeds[0] = False

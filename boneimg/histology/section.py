@@ -19,7 +19,7 @@ from . import regions as _regions
 from . import nuclei as _nuclei
 from . import stains as _stains
 from .histomorphometry import BONE, TUMOUR, section_measurements
-from .osteoclasts import _empty_table, osteoclast_table, segment_cells
+from .osteoclasts import _empty_table, describe_cells, segment_cells
 from .pixels import downsample, read_block, to_rgb8, white_level
 
 STAINS = ("auto", "he", "trap")
@@ -417,11 +417,9 @@ def analyze_section(image, *, stain="auto", pixel_size_um=None, culture=False, m
     if "note" in region_info:
         notes["bone"] = region_info["note"]
     if cells is not None:
-        labels, cell_nuclei, cell_parameters = cells
-        table = osteoclast_table(labels, grid.spacing, nuclei=cell_nuclei, bone=regions == BONE,
-                                 regions=regions, contact_um=contact_um, min_nuclei=min_nuclei, culture=culture,
-                                 trap=trap)
-        cell_parameters.update(contact_um=contact_um, min_nuclei=int(min_nuclei), culture=bool(culture))
+        osteoclasts = describe_cells(cells, grid.spacing, trap, bone=regions == BONE, regions=regions,
+                                     contact_um=contact_um, min_nuclei=min_nuclei, culture=culture)
+        table, labels, cell_parameters = osteoclasts.table, osteoclasts.labels, osteoclasts.parameters
     else:
         table, labels = _empty_table(), np.zeros(regions.shape, np.int32)
     measurements, symbol_notes = section_measurements(
