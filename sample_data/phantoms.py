@@ -43,6 +43,21 @@ def plate(thickness_vox):
     return shape
 
 
+def tilted_plate(thickness_vox, normal, size=40):
+    """A plate `thickness_vox` voxels thick whose faces have the unit normal along `normal`
+    (z, y, x): the voxels whose centres lie within ``thickness_vox / 2`` of a plane through a
+    point 0.23 voxel off the array's middle voxel centre (so no face runs through voxel centres).
+
+    Returns
+    -------
+    ndarray of bool, shape (size, size, size)
+        Away from the array's faces its true thickness is `thickness_vox` voxels.
+    """
+    normal = np.asarray(normal, float) / np.linalg.norm(normal)
+    z, y, x = np.mgrid[:size, :size, :size] - size // 2
+    return np.abs((z + 0.23) * normal[0] + y * normal[1] + x * normal[2]) < thickness_vox / 2
+
+
 def rod(diameter_vox, rng):
     """A rod along axis 0 of diameter `diameter_vox` voxels: the voxels whose centres lie
     inside a cylinder whose axis is shifted by a random sub-voxel offset (uniform ±0.5), or

@@ -20,8 +20,9 @@ surface, except on faces that are flat and axis-aligned over a square of 9 x 9 v
 every such centre lies half a voxel beyond the face, a plate would read a voxel too thick, and
 the other phase is taken to fill its voxel cubes up to the face instead (a plate then reads t
 or t + 1/3). Taking every face at the cube faces would read rods and spheres 1-2 voxels low:
-the inscribed sphere meets the innermost corners of the voxel staircase. A plate tilted off the
-axes still reads up to about 0.7 voxel thick in sub-voxel mode.
+the inscribed sphere meets the innermost corners of the voxel staircase. A thin plate tilted
+off the axes still reads 0.3-0.9 voxel thick in sub-voxel mode (4-6.5 voxels thick): near the
+foot of a sphere's radius too few of the other phase's centres lie close to a flat face.
 
 Outside the analysed region (``roi``) and outside the array the image is unknown, neither
 phase. A sphere may reach into the unknown, but only if a sphere of the same size lies wholly
