@@ -6,7 +6,7 @@ analysis logic lives here.
 
 import napari
 import numpy as np
-from magicgui.widgets import (ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox, Table, TextEdit,
+from magicgui.widgets import (CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox, Table, TextEdit,
                               create_widget)
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
@@ -161,30 +161,45 @@ def _diameter_px(table, image):
     return np.maximum(2 * np.sqrt(table["area_um2"].to_numpy(float) / np.pi) / image.spacing_um[-1], 10)
 
 
-class CTWidget(AnalysisWidget):
+class _WithReference(AnalysisWidget):
+    """An analysis that takes an optional reference image (baseline or mirrored contralateral)."""
+
+    def __init__(self, viewer, options=()):
+        self.reference_layer = create_widget(label="reference (optional)", annotation="napari.layers.Image",
+                                             options={"nullable": True})
+        super().__init__(viewer, [self.reference_layer, *options])
+
+    def reference(self):
+        """The reference layer's data, or None."""
+        layer = self.reference_layer.value
+        return None if layer is None else np.asarray(layer.data)
+
+
+class CTWidget(_WithReference):
     """Bone, lesions (1 osteolytic, 2 osteoblastic) and morphometry of a micro-CT scan."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        self.reference_layer = create_widget(label="reference (optional)", annotation="napari.layers.Image",
-                                             options={"nullable": True})
-        super().__init__(viewer, [self.reference_layer])
+        self.subvoxel = CheckBox(text="sub-voxel thickness (27x the time and memory)", value=False)
+        super().__init__(viewer, [self.subvoxel])
 
     def analyse(self, image):
-        reference = self.reference_layer.value
-        return bi.analyze_ct(image, reference=None if reference is None else np.asarray(reference.data))
+        return bi.analyze_ct(image, reference=self.reference(), subvoxel=self.subvoxel.value)
 
     def show(self, image, result):
         name = self.image_layer.value.name
-        return [labels_layer(result.bone.astype(np.uint8), image, f"{name} bone", opacity=0.3),
-                labels_layer(result.lesions, image, f"{name} lesions", opacity=0.7)]
+        return [labels_layer(result.bone.astype(np.uint8), image, f"{name} bone", parameters=result.parameters,
+                             opacity=0.3),
+                labels_layer(result.lesions, image, f"{name} lesions", parameters=result.parameters, opacity=0.7)]
 
 
-class RadiographWidget(CTWidget):
+class RadiographWidget(_WithReference):
     """Bone outline and osteolytic lesions of a radiograph."""
 
+    def __init__(self, viewer: napari.viewer.Viewer):  # the annotation lets napari inject the viewer
+        super().__init__(viewer)
+
     def analyse(self, image):
-        reference = self.reference_layer.value
-        return bi.analyze_radiograph(image, reference=None if reference is None else np.asarray(reference.data))
+        return bi.analyze_radiograph(image, reference=self.reference())
 
     def show(self, image, result):
         return [labels_layer(result.lesions, image, f"{self.image_layer.value.name} lytic lesions", opacity=0.7)]

@@ -93,6 +93,26 @@ def test_ct_widget_labels_lesions(make_napari_viewer, qtbot):
     expected = bi.analyze_ct(phantom.image, reference=phantom.truth["reference"])
     np.testing.assert_array_equal(lesions.data, expected.lesions)
     assert (lesions.data == 1).any()
+    assert viewer.layers["tibia bone"].metadata["parameters"]["subvoxel"] is False
+
+
+def test_ct_widget_passes_the_subvoxel_choice(make_napari_viewer, qtbot, monkeypatch):
+    from boneimg_napari._layers import image_layer
+    from boneimg_napari._widgets import CTWidget
+
+    viewer = make_napari_viewer()
+    volume = phantoms.lesion_phantom("lytic", voxel_size_um=25.0, seed=1).image
+    data, kwargs, _ = image_layer(volume, "tibia")
+    layer = viewer.add_image(data, **kwargs)
+    seen = []
+    analyze_ct = bi.analyze_ct
+    monkeypatch.setattr(bi, "analyze_ct", lambda image, **kw: seen.append(kw) or analyze_ct(image, reference=None))
+    widget = CTWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.image_layer.value = layer
+    widget.subvoxel.value = True
+    _run(widget, qtbot)
+    assert seen == [{"reference": None, "subvoxel": True}]
 
 
 def test_missing_pixel_size_is_reported(make_napari_viewer, qtbot):
